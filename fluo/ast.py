@@ -1,0 +1,370 @@
+"""fluo's own syntax tree: frozen dataclasses that carry their source position.
+
+Positions are excluded from equality, so two trees that say the same thing are
+equal wherever they were written. This module imports nothing else of fluo.
+
+Two layers share these classes:
+- the parser builds `Field`, `Attribute`, `Name` and literal nodes from the text;
+- the checker resolves them against a span table into `Column`, `MapGet` and
+  `Cast` nodes, and coerces literals, so the compiler never has to guess a type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a node was written: file, 1-based line and column, and the line's text."""
+
+    file: str | None
+    line: int
+    column: int
+    line_text: str = field(default="", compare=False, repr=False)
+    width: int = field(default=1, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.file or '<rules>'}:{self.line}:{self.column}"
+
+
+def _pos() -> Position | None:
+    return field(default=None, compare=False, repr=False, kw_only=True)  # type: ignore[return-value]
+
+
+class Node:
+    """Base of every expression node."""
+
+    __slots__ = ()
+    pos: Position | None
+
+
+# --- literals -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Str(Node):
+    value: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Int(Node):
+    value: int
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Float(Node):
+    value: float
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Bool(Node):
+    value: bool
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Null(Node):
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Duration(Node):
+    """A length of time, held exactly in nanoseconds (`300ms` is 300_000_000)."""
+
+    nanos: int
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Timestamp(Node):
+    """A point in time, nanoseconds since the Unix epoch, UTC."""
+
+    nanos: int
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Name(Node):
+    """A bare word: an enum value (SERVER, ERROR), or a list or macro reference."""
+
+    name: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit(Node):
+    items: tuple[Expr, ...]
+    pos: Position | None = _pos()
+
+
+# --- fields as written ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Node):
+    """A built-in span field by canonical name: `span.duration` is Field("duration")."""
+
+    name: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute(Node):
+    """`span.attributes["key"]` (scope "span") or `resource.attributes["key"]`."""
+
+    scope: str
+    key: str
+    pos: Position | None = _pos()
+
+
+# --- operators --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Compare(Node):
+    """`left op right` with op one of == != < <= > >=."""
+
+    op: str
+    left: Expr
+    right: Expr
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class In(Node):
+    """`value in [items]`, or `value not in [...]` when negated."""
+
+    value: Expr
+    items: Expr
+    negated: bool = False
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Between(Node):
+    """`value between low and high`, both ends included."""
+
+    value: Expr
+    low: Expr
+    high: Expr
+    pos: Position | None = _pos()
+
+
+#: String operators: contains, startswith, endswith, glob, matches (regex).
+MATCH_OPS = ("contains", "startswith", "endswith", "glob", "matches")
+
+
+@dataclass(frozen=True, slots=True)
+class Match(Node):
+    """`value op pattern` for a string operator; `ignore_case` for the i-prefixed forms."""
+
+    op: str
+    value: Expr
+    pattern: Expr
+    ignore_case: bool = False
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Exists(Node):
+    """`value exists`: the field or attribute is present (not null)."""
+
+    value: Expr
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Node):
+    operand: Expr
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class And(Node):
+    operands: tuple[Expr, ...]
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Or(Node):
+    operands: tuple[Expr, ...]
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Arith(Node):
+    """`left op right` with op one of + - * / %."""
+
+    op: str
+    left: Expr
+    right: Expr
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Neg(Node):
+    operand: Expr
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    """A function call such as `lower(span.name)`."""
+
+    func: str
+    args: tuple[Expr, ...]
+    pos: Position | None = _pos()
+
+
+# --- resolved nodes (built by the checker) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Column(Node):
+    """A column of the span table, with its rule-language type name."""
+
+    name: str
+    type: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class MapGet(Node):
+    """The text value of `key` in the map column `column`; null when absent."""
+
+    column: str
+    key: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Cast(Node):
+    """`operand` converted to type `to`; a value that does not convert becomes null."""
+
+    operand: Expr
+    to: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class InUnit(Node):
+    """A duration as a number of `unit_nanos` units (span.durationMs is InUnit(.., 1e6))."""
+
+    operand: Expr
+    unit_nanos: int
+    pos: Position | None = _pos()
+
+
+Expr: TypeAlias = (
+    Str
+    | Int
+    | Float
+    | Bool
+    | Null
+    | Duration
+    | Timestamp
+    | Name
+    | ListLit
+    | Field
+    | Attribute
+    | Compare
+    | In
+    | Between
+    | Match
+    | Exists
+    | Not
+    | And
+    | Or
+    | Arith
+    | Neg
+    | Call
+    | Column
+    | MapGet
+    | Cast
+    | InUnit
+)
+
+LITERALS = (Str, Int, Float, Bool, Null, Duration, Timestamp)
+
+# --- rules ---------------------------------------------------------------------------
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A message template: literal text and expressions, in order."""
+
+    parts: tuple[str | Expr, ...]
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What to do when a rule fires: `log` a line, or `fail` the run (non-zero exit)."""
+
+    kind: str
+    text: str | None = None
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: a name, what it asserts (`predicate` selects the violating spans) and metadata."""
+
+    name: str
+    predicate: Expr
+    title: str | None = None
+    description: str | None = None
+    severity: str = "medium"
+    tags: tuple[str, ...] = ()
+    owner: str | None = None
+    enabled: bool = True
+    message: Template | None = None
+    actions: tuple[Action, ...] = ()
+    source: str | None = None  # the file the rule came from
+    pos: Position | None = _pos()
+
+    @property
+    def fails_run(self) -> bool:
+        return any(a.kind == "fail" for a in self.actions)
+
+
+def children(node: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of `node`, in source order."""
+    match node:
+        case ListLit(items=items):
+            return items
+        case Compare(left=a, right=b) | Arith(left=a, right=b):
+            return (a, b)
+        case In(value=v, items=i):
+            return (v, i)
+        case Between(value=v, low=lo, high=hi):
+            return (v, lo, hi)
+        case Match(value=v, pattern=p):
+            return (v, p)
+        case Exists(value=v) | Not(operand=v) | Neg(operand=v) | Cast(operand=v) | InUnit(
+            operand=v
+        ):
+            return (v,)
+        case And(operands=ops) | Or(operands=ops):
+            return ops
+        case Call(args=args):
+            return args
+    return ()
+
+
+def walk(node: Expr) -> list[Expr]:
+    """Every node of the tree rooted at `node`, parents before children."""
+    out: list[Expr] = []
+    stack: list[Expr] = [node]
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        stack.extend(reversed(children(current)))
+    return out
