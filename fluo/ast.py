@@ -11,8 +11,10 @@ Two layers share these classes:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +31,6 @@ class Position:
         return f"{self.file or '<rules>'}:{self.line}:{self.column}"
 
 
-def _pos() -> Position | None:
-    return field(default=None, compare=False, repr=False, kw_only=True)  # type: ignore[return-value]
-
-
 class Node:
     """Base of every expression node."""
 
@@ -46,30 +44,30 @@ class Node:
 @dataclass(frozen=True, slots=True)
 class Str(Node):
     value: str
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Int(Node):
     value: int
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Float(Node):
     value: float
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Bool(Node):
     value: bool
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Null(Node):
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +75,7 @@ class Duration(Node):
     """A length of time, held exactly in nanoseconds (`300ms` is 300_000_000)."""
 
     nanos: int
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +83,7 @@ class Timestamp(Node):
     """A point in time, nanoseconds since the Unix epoch, UTC."""
 
     nanos: int
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +91,13 @@ class Name(Node):
     """A bare word: an enum value (SERVER, ERROR), or a list or macro reference."""
 
     name: str
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class ListLit(Node):
     items: tuple[Expr, ...]
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 # --- fields as written ----------------------------------------------------------
@@ -110,7 +108,7 @@ class Field(Node):
     """A built-in span field by canonical name: `span.duration` is Field("duration")."""
 
     name: str
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +117,7 @@ class Attribute(Node):
 
     scope: str
     key: str
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 # --- operators --------------------------------------------------------------------
@@ -132,7 +130,7 @@ class Compare(Node):
     op: str
     left: Expr
     right: Expr
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +140,7 @@ class In(Node):
     value: Expr
     items: Expr
     negated: bool = False
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +150,7 @@ class Between(Node):
     value: Expr
     low: Expr
     high: Expr
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 #: String operators: contains, startswith, endswith, glob, matches (regex).
@@ -167,7 +165,7 @@ class Match(Node):
     value: Expr
     pattern: Expr
     ignore_case: bool = False
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,25 +173,25 @@ class Exists(Node):
     """`value exists`: the field or attribute is present (not null)."""
 
     value: Expr
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Not(Node):
     operand: Expr
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class And(Node):
     operands: tuple[Expr, ...]
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Or(Node):
     operands: tuple[Expr, ...]
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,13 +201,13 @@ class Arith(Node):
     op: str
     left: Expr
     right: Expr
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Neg(Node):
     operand: Expr
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +216,7 @@ class Call(Node):
 
     func: str
     args: tuple[Expr, ...]
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 # --- resolved nodes (built by the checker) ---------------------------------------
@@ -230,7 +228,7 @@ class Column(Node):
 
     name: str
     type: str
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +237,7 @@ class MapGet(Node):
 
     column: str
     key: str
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +246,7 @@ class Cast(Node):
 
     operand: Expr
     to: str
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +255,7 @@ class InUnit(Node):
 
     operand: Expr
     unit_nanos: int
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 Expr: TypeAlias = (
@@ -301,7 +299,7 @@ class Template:
     """A message template: literal text and expressions, in order."""
 
     parts: tuple[str | Expr, ...]
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +308,7 @@ class Action:
 
     kind: str
     text: str | None = None
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +326,7 @@ class Rule:
     message: Template | None = None
     actions: tuple[Action, ...] = ()
     source: str | None = None  # the file the rule came from
-    pos: Position | None = _pos()
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     @property
     def fails_run(self) -> bool:
@@ -348,8 +346,8 @@ def children(node: Expr) -> tuple[Expr, ...]:
             return (v, lo, hi)
         case Match(value=v, pattern=p):
             return (v, p)
-        case Exists(value=v) | Not(operand=v) | Neg(operand=v) | Cast(operand=v) | InUnit(
-            operand=v
+        case (
+            Exists(value=v) | Not(operand=v) | Neg(operand=v) | Cast(operand=v) | InUnit(operand=v)
         ):
             return (v,)
         case And(operands=ops) | Or(operands=ops):
@@ -368,3 +366,19 @@ def walk(node: Expr) -> list[Expr]:
         out.append(current)
         stack.extend(reversed(children(current)))
     return out
+
+
+def map_children(node: Expr, fn: Callable[[Expr], Expr]) -> Expr:
+    """A copy of `node` with `fn` applied to each direct child (the node itself if none change)."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, Node):
+            new = fn(value)  # type: ignore[arg-type]
+            if new is not value:
+                changes[f.name] = new
+        elif isinstance(value, tuple) and value and isinstance(value[0], Node):
+            items = tuple(fn(v) for v in value)
+            if any(a is not b for a, b in zip(items, value, strict=True)):
+                changes[f.name] = items
+    return dataclasses.replace(node, **changes) if changes else node

@@ -1,0 +1,629 @@
+"""Stage 3: resolve and type-check rules against a span table, before any data is read.
+
+`check_rule` turns a parsed rule into a `CheckedRule` whose predicate names only
+real columns (`Column`, `MapGet`) with explicit conversions (`Cast`) and literals
+already coerced to the type they are compared with (enum spellings normalised,
+ISO timestamps and duration strings parsed). Every problem found is collected,
+with its position; nothing is guessed at run time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from fluo import ast
+from fluo.ast import Expr, Position
+from fluo.errors import Diagnostic, RuleError, did_you_mean
+from fluo.parse import parse_duration
+from fluo.schema import (
+    INTRINSIC_ALIASES,
+    INTRINSICS,
+    SPAN_KINDS,
+    STATUS_CODES,
+    SpanSchema,
+    Type,
+    attribute_map_column,
+    promoted_column,
+    type_of_dtype,
+)
+
+ENUM_VALUES: dict[Type, tuple[str, ...]] = {Type.KIND: SPAN_KINDS, Type.STATUS: STATUS_CODES}
+ENUM_LONG_PREFIX = {Type.KIND: "SPAN_KIND_", Type.STATUS: "STATUS_CODE_"}
+ORDERED = (Type.INT, Type.FLOAT, Type.DURATION, Type.TIMESTAMP, Type.STRING, Type.TEXT)
+
+#: Functions: name -> (number of arguments or None for 1+, description).
+FUNCTIONS: dict[str, tuple[int | None, str]] = {
+    "lower": (1, "the string in lower case"),
+    "upper": (1, "the string in upper case"),
+    "len": (1, "the number of characters of a string"),
+    "abs": (1, "the absolute value of a number or duration"),
+    "int": (1, "a number or numeric text as an integer (null if it is not one)"),
+    "float": (1, "a number or numeric text as a float (null if it is not one)"),
+    "coalesce": (None, "the first of its arguments that is not null"),
+}
+
+#: Marks a node whose check failed, so that one mistake is reported once.
+_ERROR: Type | None = None
+
+
+@dataclass(frozen=True)
+class CheckedRule:
+    """A rule resolved against a span table: ready to compile."""
+
+    rule: ast.Rule
+    predicate: Expr
+    message: ast.Template | None
+    columns: frozenset[str]
+    notes: tuple[Diagnostic, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+
+def check_rules(rules: Iterable[ast.Rule], schema: SpanSchema) -> list[CheckedRule]:
+    """Check every rule; raise one RuleError holding all problems of all rules."""
+    checked: list[CheckedRule] = []
+    errors: list[Diagnostic] = []
+    for rule in rules:
+        try:
+            checked.append(check_rule(rule, schema))
+        except RuleError as exc:
+            errors.extend(exc.diagnostics)
+    if errors:
+        raise RuleError(errors)
+    return checked
+
+
+def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
+    """Resolve one rule's predicate and message against `schema`."""
+    checker = _Checker(schema)
+    predicate, kind = checker.resolve(rule.predicate)
+    if kind is not _ERROR and kind != Type.BOOL:
+        checker.fail(
+            f"a rule's condition must be true or false, but this is a {_name(kind)}",
+            rule.predicate,
+            hint="compare it with something, e.g. `== true` or `exists`",
+        )
+    message = None
+    if rule.message is not None:
+        parts: list[str | Expr] = []
+        for part in rule.message.parts:
+            if isinstance(part, str):
+                parts.append(part)
+                continue
+            resolved, kind = checker.resolve(part)
+            if kind == Type.DURATION:
+                # Durations print in milliseconds: "{span.duration}" -> "412.5ms".
+                parts += [ast.InUnit(resolved, 1_000_000, pos=part.pos), "ms"]
+            else:
+                parts.append(resolved)
+        message = ast.Template(tuple(parts), pos=rule.message.pos)
+    if checker.errors:
+        raise RuleError(checker.errors)
+    nodes = ast.walk(predicate)
+    if message is not None:
+        for part in message.parts:
+            if not isinstance(part, str):
+                nodes += ast.walk(part)
+    return CheckedRule(rule, predicate, message, referenced_columns(nodes), tuple(checker.notes))
+
+
+def check_expression(expr: Expr, schema: SpanSchema) -> tuple[Expr, Type]:
+    """Resolve a free-standing expression (any type); raise RuleError on problems."""
+    checker = _Checker(schema)
+    resolved, kind = checker.resolve(expr)
+    if checker.errors or kind is None:
+        raise RuleError(checker.errors)
+    return resolved, kind
+
+
+def referenced_columns(nodes: Iterable[Expr]) -> frozenset[str]:
+    """The table columns a resolved tree reads."""
+    out: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Column):
+            out.add(node.name)
+        elif isinstance(node, ast.MapGet):
+            out.add(node.column)
+    return frozenset(out)
+
+
+def _name(kind: Type | None) -> str:
+    return {
+        Type.TEXT: "attribute value",
+        Type.INT: "number",
+        Type.FLOAT: "number",
+        Type.KIND: "span kind",
+        Type.STATUS: "status",
+    }.get(kind, kind.value if kind else "?")  # type: ignore[arg-type]
+
+
+class _Checker:
+    """Resolves one tree; collects diagnostics instead of stopping at the first."""
+
+    def __init__(self, schema: SpanSchema):
+        self.schema = schema
+        self.errors: list[Diagnostic] = []
+        self.notes: list[Diagnostic] = []
+
+    def fail(self, message: str, node: Expr | None, hint: str | None = None) -> None:
+        self.errors.append(Diagnostic(message, node.pos if node else None, hint=hint))
+
+    # -- dispatch ------------------------------------------------------------------
+
+    def resolve(self, node: Expr) -> tuple[Expr, Type | None]:
+        match node:
+            case ast.Str():
+                return node, Type.STRING
+            case ast.Int():
+                return node, Type.INT
+            case ast.Float():
+                return node, Type.FLOAT
+            case ast.Bool():
+                return node, Type.BOOL
+            case ast.Null():
+                return node, Type.NULL
+            case ast.Duration():
+                return node, Type.DURATION
+            case ast.Timestamp():
+                return node, Type.TIMESTAMP
+            case ast.ListLit():
+                self.fail("a list can only stand on the right of 'in'", node)
+                return node, _ERROR
+            case ast.Name():
+                return self._bare_name(node)
+            case ast.Field():
+                return self._field(node)
+            case ast.Attribute():
+                return self._attribute(node)
+            case ast.Compare():
+                return self._compare(node)
+            case ast.In():
+                return self._in(node)
+            case ast.Between():
+                return self._between(node)
+            case ast.Match():
+                return self._match(node)
+            case ast.Exists():
+                return self._exists(node)
+            case ast.Not():
+                operand = self._boolean(node.operand)
+                return ast.Not(operand, pos=node.pos), Type.BOOL
+            case ast.And() | ast.Or():
+                operands = tuple(self._boolean(o) for o in node.operands)
+                return type(node)(operands, pos=node.pos), Type.BOOL
+            case ast.Arith():
+                return self._arith(node)
+            case ast.Neg():
+                return self._neg(node)
+            case ast.Call():
+                return self._call(node)
+            case ast.Column() | ast.MapGet() | ast.Cast() | ast.InUnit():
+                return node, _resolved_type(node)
+        self.fail(f"unsupported construct {type(node).__name__}", node)
+        return node, _ERROR
+
+    def _boolean(self, node: Expr) -> Expr:
+        resolved, kind = self.resolve(node)
+        if kind is not _ERROR and kind != Type.BOOL:
+            self.fail(
+                f"expected a condition (true or false), found a {_name(kind)}",
+                node,
+                hint="compare it, e.g. `== true`, or test it with `exists`",
+            )
+        return resolved
+
+    # -- names and fields ------------------------------------------------------------
+
+    def _bare_name(self, node: ast.Name) -> tuple[Expr, Type | None]:
+        if node.name in ("span.attributes", "resource.attributes"):
+            self.fail(f"'{node.name}' needs a key", node, hint=f'write {node.name}["key"]')
+            return node, _ERROR
+        candidates = [f"span.{n}" for n in (*INTRINSICS, *INTRINSIC_ALIASES)]
+        hint = did_you_mean(node.name, candidates)
+        if hint is None and "." in node.name:
+            hint = f"an attribute is written span.attributes.{node.name}"
+        self.fail(f"unknown name '{node.name}'", node, hint=hint)
+        return node, _ERROR
+
+    def _field(self, node: ast.Field) -> tuple[Expr, Type | None]:
+        canonical = node.name if node.name in INTRINSICS else INTRINSIC_ALIASES.get(node.name)
+        if canonical is None:
+            hint = did_you_mean(node.name, [*INTRINSICS, *INTRINSIC_ALIASES])
+            hint = hint.replace("'", "'span.", 1) if hint else None
+            self.fail(
+                f"unknown span field 'span.{node.name}'",
+                node,
+                hint=hint or f"attributes are written span.attributes.{node.name}",
+            )
+            return node, _ERROR
+        intrinsic = INTRINSICS[canonical]
+        missing = [c for c in intrinsic.columns if not self.schema.can_provide(c)]
+        if missing:
+            self.fail(
+                f"'span.{node.name}' needs column '{missing[0]}', which the span table lacks",
+                node,
+                hint="fields this table has: " + ", ".join(self.schema.field_names()),
+            )
+            return node, _ERROR
+        pos = node.pos
+        if canonical in ("duration", "durationMs"):
+            duration = self._column("duration_ns", Type.DURATION, pos)
+            if canonical == "durationMs":
+                return ast.InUnit(duration, 1_000_000, pos=pos), Type.FLOAT
+            return duration, Type.DURATION
+        if canonical == "end":
+            return self._column("end_time", Type.TIMESTAMP, pos), Type.TIMESTAMP
+        return ast.Column(intrinsic.columns[0], intrinsic.type.value, pos=pos), intrinsic.type
+
+    def _column(self, name: str, kind: Type, pos: Position | None) -> Expr:
+        """A column, or the expression that derives it from the columns the table has."""
+        if self.schema.has(name):
+            return ast.Column(name, kind.value, pos=pos)
+        start = ast.Column("start_time", Type.TIMESTAMP.value, pos=pos)
+        if name == "duration_ns":
+            end = ast.Column("end_time", Type.TIMESTAMP.value, pos=pos)
+            return ast.Arith("-", end, start, pos=pos)
+        duration = ast.Column("duration_ns", Type.DURATION.value, pos=pos)
+        return ast.Arith("+", start, duration, pos=pos)
+
+    def _attribute(self, node: ast.Attribute) -> tuple[Expr, Type | None]:
+        if node.scope == "resource" and node.key == "service.name":
+            return self._field(ast.Field("service", pos=node.pos))
+        promoted = self.schema.promoted(node.scope)
+        if node.key in promoted:
+            kind = type_of_dtype(promoted[node.key])
+            if kind is None:
+                self.fail(
+                    f"attribute '{node.key}' has type {promoted[node.key]}, "
+                    "which rules cannot compare",
+                    node,
+                )
+                return node, _ERROR
+            return ast.Column(promoted_column(node.scope, node.key), kind.value, pos=node.pos), kind
+        if self.schema.has_map(node.scope):
+            return ast.MapGet(attribute_map_column(node.scope), node.key, pos=node.pos), Type.TEXT
+        self.fail(
+            f"{node.scope} attribute '{node.key}' is not in the span table "
+            f"(no column '{promoted_column(node.scope, node.key)}' and no "
+            f"'{attribute_map_column(node.scope)}' map)",
+            node,
+            hint="fields this table has: " + ", ".join(self.schema.field_names()),
+        )
+        return node, _ERROR
+
+    # -- coercion --------------------------------------------------------------------
+
+    def _coerce(
+        self, node: Expr, kind: Type | None, target: Type | None, context: Expr
+    ) -> tuple[Expr, Type | None]:
+        """Make `node` (of type `kind`) comparable with a value of type `target`."""
+        if isinstance(node, ast.Name):
+            if target in ENUM_VALUES:
+                return self._enum_literal(node.name, target, node), target
+            return self._bare_name(node)
+        if kind is _ERROR or target is _ERROR or kind == target:
+            return node, kind
+        if kind == Type.NULL:
+            return node, target
+        if target in ENUM_VALUES and isinstance(node, ast.Str):
+            return self._enum_literal(node.value, target, node), target
+        if target == Type.TIMESTAMP and isinstance(node, ast.Str):
+            return self._timestamp_literal(node), Type.TIMESTAMP
+        if target == Type.DURATION and isinstance(node, ast.Str):
+            try:
+                return ast.Duration(parse_duration(node.value), pos=node.pos), Type.DURATION
+            except ValueError as exc:
+                self.fail(str(exc), node)
+                return node, _ERROR
+        if kind is not None and kind.is_numeric and target is not None and target.is_numeric:
+            return node, kind
+        if kind == Type.TEXT and target is not None:
+            if target.is_numeric:
+                return ast.Cast(node, Type.FLOAT.value, pos=node.pos), Type.FLOAT
+            if target == Type.BOOL:
+                return ast.Cast(node, Type.BOOL.value, pos=node.pos), Type.BOOL
+            if target in (Type.STRING, *ENUM_VALUES):
+                return node, Type.STRING
+        if kind in ENUM_VALUES and target in (Type.STRING, Type.TEXT):
+            return node, Type.STRING
+        if kind == Type.STRING and target == Type.TEXT:
+            return node, Type.STRING
+        return node, kind
+
+    def _enum_literal(self, text: str, kind: Type, node: Expr) -> Expr:
+        """A kind or status spelled any accepted way, as its canonical upper-case name."""
+        values = ENUM_VALUES[kind]
+        word = text.upper()
+        word = word.removeprefix(ENUM_LONG_PREFIX[kind])
+        if word == "STATUS_CODE_UNSET":
+            word = "UNSET"
+        if word in values:
+            return ast.Str(word, pos=node.pos)
+        self.fail(
+            f"'{text}' is not a {_name(kind)}",
+            node,
+            hint=did_you_mean(word, values) or f"one of {', '.join(values)}",
+        )
+        return node
+
+    def _timestamp_literal(self, node: ast.Str) -> Expr:
+        try:
+            stamp = dt.datetime.fromisoformat(node.value.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(
+                f"'{node.value}' is not a timestamp",
+                node,
+                hint="write an ISO 8601 time such as 2026-11-20T10:00:00Z",
+            )
+            return node
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        delta = stamp - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        nanos = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+        return ast.Timestamp(nanos, pos=node.pos)
+
+    def _comparable(
+        self, left: Expr, lt: Type | None, right: Expr, rt: Type | None, node: Expr
+    ) -> tuple[Expr, Expr, Type | None]:
+        """Coerce both sides of a comparison to one type, or report why they cannot be."""
+        if lt is _ERROR or rt is _ERROR:
+            return left, right, _ERROR
+        # Literals and bare names adapt to the side that is a field.
+        if _is_constant(left) and not _is_constant(right):
+            left, lt = self._coerce(left, lt, rt, node)
+            right, rt = self._coerce(right, rt, lt, node)
+        else:
+            right, rt = self._coerce(right, rt, lt, node)
+            left, lt = self._coerce(left, lt, rt, node)
+        if lt is _ERROR or rt is _ERROR:
+            return left, right, _ERROR
+        if lt == Type.NULL or rt == Type.NULL:
+            return left, right, Type.NULL
+        if lt == rt or (lt and rt and lt.is_numeric and rt.is_numeric):
+            return left, right, lt
+        if lt and rt and lt.is_stringlike and rt.is_stringlike:
+            return left, right, Type.STRING
+        hint = None
+        if Type.DURATION in (lt, rt) and ((lt and lt.is_numeric) or (rt and rt.is_numeric)):
+            hint = "write durations with a unit, e.g. 300ms, or use span.durationMs"
+        elif Type.TEXT in (lt, rt) and Type.DURATION in (lt, rt):
+            hint = "attribute values have no unit: compare with a number"
+        self.fail(f"cannot compare a {_name(lt)} with a {_name(rt)}", node, hint=hint)
+        return left, right, _ERROR
+
+    # -- operators -----------------------------------------------------------------------
+
+    def _operand(self, node: Expr) -> tuple[Expr, Type | None]:
+        """Resolve one side of a comparison; bare names wait to learn what they are compared to."""
+        if isinstance(node, ast.Name) and not node.name.endswith(".attributes"):
+            return node, Type.STRING
+        return self.resolve(node)
+
+    def _compare(self, node: ast.Compare) -> tuple[Expr, Type | None]:
+        left, lt = self._operand(node.left)
+        right, rt = self._operand(node.right)
+        left, right, kind = self._comparable(left, lt, right, rt, node)
+        if kind == Type.NULL and node.op not in ("==", "!="):
+            self.fail(f"'{node.op}' cannot compare with null", node, hint="use == null or != null")
+            return node, _ERROR
+        if node.op not in ("==", "!=") and kind not in (*ORDERED, _ERROR, Type.NULL):
+            self.fail(f"'{node.op}' does not apply to a {_name(kind)}", node)
+            return node, _ERROR
+        return ast.Compare(node.op, left, right, pos=node.pos), Type.BOOL
+
+    def _in(self, node: ast.In) -> tuple[Expr, Type | None]:
+        value, vt = self.resolve(node.value)
+        if not isinstance(node.items, ast.ListLit):
+            self.fail("'in' needs a list on its right, e.g. [1, 2] or @name", node.items)
+            return node, _ERROR
+        items: list[Expr] = []
+        compared = value
+        for item in node.items.items:
+            resolved, it = self._operand(item)
+            compared, item2, kind = self._comparable(value, vt, resolved, it, item)
+            if kind is _ERROR:
+                return node, _ERROR
+            if not _is_constant(item2):
+                self.fail("list items must be literal values", item)
+                return node, _ERROR
+            items.append(item2)
+        value = compared
+        listed = ast.ListLit(tuple(items), pos=node.items.pos)
+        return ast.In(value, listed, node.negated, pos=node.pos), Type.BOOL
+
+    def _between(self, node: ast.Between) -> tuple[Expr, Type | None]:
+        value, vt = self.resolve(node.value)
+        low, lot = self._operand(node.low)
+        high, hit = self._operand(node.high)
+        value1, low, k1 = self._comparable(value, vt, low, lot, node)
+        _, high, k2 = self._comparable(value, vt, high, hit, node)
+        if k1 is _ERROR or k2 is _ERROR:
+            return node, _ERROR
+        if k1 not in ORDERED:
+            self.fail(f"'between' does not apply to a {_name(k1)}", node)
+            return node, _ERROR
+        return ast.Between(value1, low, high, pos=node.pos), Type.BOOL
+
+    def _match(self, node: ast.Match) -> tuple[Expr, Type | None]:
+        value, vt = self.resolve(node.value)
+        if isinstance(node.pattern, ast.ListLit):
+            options = tuple(
+                ast.Match(node.op, node.value, p, node.ignore_case, pos=node.pos)
+                for p in node.pattern.items
+            )
+            if not options:
+                self.fail(f"'{node.op}' needs at least one pattern", node.pattern)
+                return node, _ERROR
+            return self.resolve(ast.Or(options, pos=node.pos))
+        pattern, pt = self.resolve(node.pattern)
+        if vt is _ERROR or pt is _ERROR:
+            return node, _ERROR
+        if vt is None or not vt.is_stringlike:
+            self.fail(f"'{node.op}' applies to strings, not to a {_name(vt)}", node.value)
+            return node, _ERROR
+        if node.op in ("glob", "matches") and not isinstance(pattern, ast.Str):
+            self.fail(f"the pattern of '{node.op}' must be a string literal", node.pattern)
+            return node, _ERROR
+        if pt is None or not pt.is_stringlike:
+            self.fail(f"the pattern of '{node.op}' must be a string", node.pattern)
+            return node, _ERROR
+        if node.op == "matches" and isinstance(pattern, ast.Str):
+            self._validate_regex(pattern, node.ignore_case)
+        return ast.Match(node.op, value, pattern, node.ignore_case, pos=node.pos), Type.BOOL
+
+    def _validate_regex(self, pattern: ast.Str, ignore_case: bool) -> None:
+        """Compile the regex with Polars' own engine (Rust `regex`), the one that will run it."""
+        text = f"(?i){pattern.value}" if ignore_case else pattern.value
+        try:
+            pl.select(pl.lit("").str.contains(text))
+        except pl.exceptions.PolarsError as exc:
+            lines = str(exc).splitlines()
+            detail = next((ln.strip() for ln in lines if ln.strip().startswith("error:")), "")
+            caret = next((ln for ln in lines if ln.strip().startswith("^")), None)
+            pos = pattern.pos
+            if pos is not None and caret is not None:
+                # Polars prints the pattern indented by 4 with carets under the fault.
+                offset = len(caret) - len(caret.lstrip()) - 4 - (len(text) - len(pattern.value))
+                width = len(caret.strip())
+                pos = Position(
+                    pos.file, pos.line, pos.column + 1 + max(0, offset), pos.line_text, width
+                )
+            self.errors.append(
+                Diagnostic(
+                    f"invalid regular expression: {detail.removeprefix('error: ')}",
+                    pos,
+                    hint="fluo uses the Rust regex dialect (no look-around, no back-references)",
+                )
+            )
+
+    def _exists(self, node: ast.Exists) -> tuple[Expr, Type | None]:
+        if not isinstance(node.value, ast.Field | ast.Attribute):
+            self.fail("'exists' applies to a field or an attribute", node.value)
+            return node, _ERROR
+        value, kind = self.resolve(node.value)
+        if kind is _ERROR:
+            return node, _ERROR
+        return ast.Exists(value, pos=node.pos), Type.BOOL
+
+    def _arith(self, node: ast.Arith) -> tuple[Expr, Type | None]:
+        left, lt = self._numeric_operand(node.left)
+        right, rt = self._numeric_operand(node.right)
+        if lt is _ERROR or rt is _ERROR:
+            return node, _ERROR
+        result = _arith_type(node.op, lt, rt)
+        if result is None:
+            self.fail(f"'{node.op}' does not apply to a {_name(lt)} and a {_name(rt)}", node)
+            return node, _ERROR
+        return ast.Arith(node.op, left, right, pos=node.pos), result
+
+    def _numeric_operand(self, node: Expr) -> tuple[Expr, Type | None]:
+        resolved, kind = self.resolve(node)
+        if kind == Type.TEXT:
+            return ast.Cast(resolved, Type.FLOAT.value, pos=node.pos), Type.FLOAT
+        if kind is not _ERROR and kind not in (*ORDERED[:4],):
+            self.fail(f"arithmetic needs numbers, durations or times, not a {_name(kind)}", node)
+            return resolved, _ERROR
+        return resolved, kind
+
+    def _neg(self, node: ast.Neg) -> tuple[Expr, Type | None]:
+        operand, kind = self._numeric_operand(node.operand)
+        if kind == Type.TIMESTAMP:
+            self.fail("a time cannot be negated", node)
+            return node, _ERROR
+        return ast.Neg(operand, pos=node.pos), kind
+
+    def _call(self, node: ast.Call) -> tuple[Expr, Type | None]:
+        if node.func not in FUNCTIONS:
+            self.fail(
+                f"unknown function '{node.func}'",
+                node,
+                hint=did_you_mean(node.func, FUNCTIONS) or f"functions: {', '.join(FUNCTIONS)}",
+            )
+            return node, _ERROR
+        arity, _ = FUNCTIONS[node.func]
+        if (arity is not None and len(node.args) != arity) or not node.args:
+            self.fail(f"'{node.func}' takes {arity or 'one or more'} argument(s)", node)
+            return node, _ERROR
+        resolved = [self.resolve(a) for a in node.args]
+        if any(k is _ERROR for _, k in resolved):
+            return node, _ERROR
+        args = tuple(r for r, _ in resolved)
+        kinds = [k for _, k in resolved]
+        first = kinds[0]
+        call = ast.Call(node.func, args, pos=node.pos)
+        if node.func in ("lower", "upper", "len"):
+            if first is None or not first.is_stringlike:
+                self.fail(f"'{node.func}' takes a string, not a {_name(first)}", node)
+                return node, _ERROR
+            return call, Type.INT if node.func == "len" else Type.STRING
+        if node.func == "abs":
+            if first not in (Type.INT, Type.FLOAT, Type.DURATION, Type.TEXT):
+                self.fail(f"'abs' takes a number or a duration, not a {_name(first)}", node)
+                return node, _ERROR
+            if first == Type.TEXT:
+                return ast.Call("abs", (ast.Cast(args[0], "float"),), pos=node.pos), Type.FLOAT
+            return call, first
+        if node.func in ("int", "float"):
+            if first not in (Type.INT, Type.FLOAT, Type.TEXT, Type.STRING, Type.BOOL):
+                self.fail(f"'{node.func}' cannot convert a {_name(first)}", node)
+                return node, _ERROR
+            return ast.Cast(args[0], node.func, pos=node.pos), Type(node.func)
+        # coalesce: all arguments of one type
+        target = next((k for k in kinds if k not in (Type.NULL, Type.TEXT)), first)
+        coerced = [self._coerce(a, k, target, node) for a, k in zip(args, kinds, strict=True)]
+        if any(k not in (target, Type.NULL) for _, k in coerced):
+            self.fail("'coalesce' needs arguments of one type", node)
+            return node, _ERROR
+        return ast.Call("coalesce", tuple(a for a, _ in coerced), pos=node.pos), target
+
+
+def _is_constant(node: Expr) -> bool:
+    return isinstance(node, (*ast.LITERALS, ast.Name))
+
+
+def _resolved_type(node: Expr) -> Type | None:
+    match node:
+        case ast.Column(type=t) | ast.Cast(to=t):
+            return Type(t)
+        case ast.MapGet():
+            return Type.TEXT
+        case ast.InUnit():
+            return Type.FLOAT
+    return None
+
+
+_ARITH_RULES: dict[tuple[str, Type, Type], Type] = {}
+for _op in "+-*/%":
+    for _a in (Type.INT, Type.FLOAT):
+        for _b in (Type.INT, Type.FLOAT):
+            _int_result = _a == Type.INT and _b == Type.INT and _op != "/"
+            _ARITH_RULES[(_op, _a, _b)] = Type.INT if _int_result else Type.FLOAT
+for _op in "+-":
+    _ARITH_RULES[(_op, Type.DURATION, Type.DURATION)] = Type.DURATION
+    _ARITH_RULES[(_op, Type.TIMESTAMP, Type.DURATION)] = Type.TIMESTAMP
+_ARITH_RULES[("+", Type.DURATION, Type.TIMESTAMP)] = Type.TIMESTAMP
+_ARITH_RULES[("-", Type.TIMESTAMP, Type.TIMESTAMP)] = Type.DURATION
+for _n in (Type.INT, Type.FLOAT):
+    _ARITH_RULES[("*", Type.DURATION, _n)] = Type.DURATION
+    _ARITH_RULES[("*", _n, Type.DURATION)] = Type.DURATION
+    _ARITH_RULES[("/", Type.DURATION, _n)] = Type.DURATION
+_ARITH_RULES[("/", Type.DURATION, Type.DURATION)] = Type.FLOAT
+_ARITH_RULES[("%", Type.DURATION, Type.DURATION)] = Type.DURATION
+
+
+def _arith_type(op: str, left: Type | None, right: Type | None) -> Type | None:
+    """The type of `left op right`, or None when the operation means nothing."""
+    if left is None or right is None:
+        return None
+    return _ARITH_RULES.get((op, left, right))
+
+
+def describe_types() -> Sequence[str]:
+    """The arithmetic rules, one line each (for docs and `fluo explain`)."""
+    return [f"{a.value} {op} {b.value} -> {r.value}" for (op, a, b), r in _ARITH_RULES.items()]

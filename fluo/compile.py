@@ -1,0 +1,472 @@
+"""Stage 4: checked rules into Polars expressions and one fused lazy plan. No I/O here.
+
+`lower` is one dispatch over resolved nodes; its base case raises `CompileError`.
+Value nodes lower to expressions that may be null (a missing attribute is null);
+condition nodes lower to expressions that are never null, because every
+comparison is closed with `fill_null(False)`: Polars' three-valued logic never
+leaks into a rule (`not (x == 1)` is true when x is missing).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import singledispatch
+from typing import Any
+
+import polars as pl
+
+from fluo import ast
+from fluo.ast import Expr
+from fluo.check import CheckedRule
+from fluo.errors import CompileError
+from fluo.schema import UTC_NS, SpanSchema
+
+#: Columns every signal reports, when the table has them.
+SIGNAL_SOURCE_COLUMNS = ("trace_id", "span_id", "service_name", "name", "start_time")
+
+SIGNAL_SCHEMA: dict[str, pl.DataType] = {
+    "rule": pl.String(),
+    "severity": pl.String(),
+    "trace_id": pl.String(),
+    "span_id": pl.String(),
+    "service": pl.String(),
+    "name": pl.String(),
+    "time": UTC_NS,
+    "message": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What lowering needs to know about the table: its column types."""
+
+    schema: SpanSchema
+
+    def dtype(self, column: str) -> pl.DataType | None:
+        return self.schema.columns.get(column)
+
+    def dtype_of(self, expr: pl.Expr) -> pl.DataType:
+        """The Polars type `expr` produces on this table (computed from the schema alone)."""
+        empty = pl.LazyFrame(schema=dict(self.schema.columns))
+        return empty.select(expr.alias("__probe")).collect_schema()["__probe"]
+
+
+# --- values and conditions ---------------------------------------------------------
+
+
+@singledispatch
+def lower(node: Any, ctx: Context) -> pl.Expr:
+    """Lower a resolved node to a Polars expression."""
+    raise CompileError(f"no lowering rule for {type(node).__name__}")
+
+
+def lower_condition(node: Expr, ctx: Context) -> pl.Expr:
+    """A condition as a never-null boolean expression."""
+    expr = lower(node, ctx)
+    if isinstance(node, ast.Column | ast.MapGet | ast.Cast | ast.Call):
+        return expr.fill_null(False)  # a boolean value used as a condition
+    return expr
+
+
+@lower.register
+def lower_str(node: ast.Str, ctx: Context) -> pl.Expr:
+    return pl.lit(node.value, dtype=pl.String)
+
+
+@lower.register
+def lower_int(node: ast.Int, ctx: Context) -> pl.Expr:
+    return pl.lit(node.value, dtype=pl.Int64)
+
+
+@lower.register
+def lower_float(node: ast.Float, ctx: Context) -> pl.Expr:
+    return pl.lit(node.value, dtype=pl.Float64)
+
+
+@lower.register
+def lower_bool(node: ast.Bool, ctx: Context) -> pl.Expr:
+    return pl.lit(node.value, dtype=pl.Boolean)
+
+
+@lower.register
+def lower_null(node: ast.Null, ctx: Context) -> pl.Expr:
+    return pl.lit(None)
+
+
+@lower.register
+def lower_duration(node: ast.Duration, ctx: Context) -> pl.Expr:
+    """Durations are Int64 nanoseconds throughout the compiled plan."""
+    return pl.lit(node.nanos, dtype=pl.Int64)
+
+
+@lower.register
+def lower_timestamp(node: ast.Timestamp, ctx: Context) -> pl.Expr:
+    return pl.lit(node.nanos, dtype=pl.Int64).cast(UTC_NS)
+
+
+@lower.register
+def lower_column(node: ast.Column, ctx: Context) -> pl.Expr:
+    """A table column, normalised to the plan's types (strings, ns UTC times, ns durations)."""
+    col = pl.col(node.name)
+    dtype = ctx.dtype(node.name)
+    if dtype is None:
+        return col
+    if isinstance(dtype, pl.Categorical | pl.Enum):
+        return col.cast(pl.String)
+    if isinstance(dtype, pl.Datetime) and dtype != UTC_NS:
+        col = col.dt.cast_time_unit("ns")
+        if dtype.time_zone is None:
+            return col.dt.replace_time_zone("UTC")
+        return col.dt.convert_time_zone("UTC")
+    if isinstance(dtype, pl.Duration):
+        return col.dt.total_nanoseconds()
+    return col
+
+
+@lower.register
+def lower_map_get(node: ast.MapGet, ctx: Context) -> pl.Expr:
+    """`span.attributes["k"]` from the attribute map: `pl.col(map).map.get(k)`, null if absent."""
+    return pl.col(node.column).map.get(node.key)
+
+
+@lower.register
+def lower_cast(node: ast.Cast, ctx: Context) -> pl.Expr:
+    """Conversions that never fail: a value that does not convert becomes null."""
+    value = lower(node.operand, ctx)
+    if node.to == "float":
+        return value.cast(pl.Float64, strict=False)
+    if node.to == "int":
+        as_int = value.cast(pl.Int64, strict=False)
+        return pl.coalesce(
+            as_int, value.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+        )
+    if node.to == "bool":
+        text = value.cast(pl.String).str.to_lowercase()
+        return pl.when(text == "true").then(True).when(text == "false").then(False)
+    raise CompileError(f"no lowering rule for a cast to {node.to}")
+
+
+@lower.register
+def lower_in_unit(node: ast.InUnit, ctx: Context) -> pl.Expr:
+    return lower(node.operand, ctx).cast(pl.Float64) / node.unit_nanos
+
+
+_COMPARE: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+@lower.register
+def lower_compare(node: ast.Compare, ctx: Context) -> pl.Expr:
+    """`a op b`; with null on one side, `== null` is `is_null()` and `!= null` `is_not_null()`."""
+    if isinstance(node.right, ast.Null) or isinstance(node.left, ast.Null):
+        other = node.left if isinstance(node.right, ast.Null) else node.right
+        value = lower(other, ctx)
+        if isinstance(other, ast.Null):
+            return pl.lit(node.op == "==")
+        return value.is_null() if node.op == "==" else value.is_not_null()
+    return _COMPARE[node.op](lower(node.left, ctx), lower(node.right, ctx)).fill_null(False)
+
+
+@lower.register
+def lower_in(node: ast.In, ctx: Context) -> pl.Expr:
+    """`x in [..]` as `is_in` over a typed Series (pushed into Parquet scans)."""
+    value = lower(node.value, ctx)
+    assert isinstance(node.items, ast.ListLit)
+    dtype = ctx.dtype_of(value)
+    literals = [_literal_value(item) for item in node.items.items]
+    if dtype.is_integer() and any(isinstance(v, float) for v in literals):
+        value, dtype = value.cast(pl.Float64), pl.Float64()
+    if isinstance(dtype, pl.Datetime):
+        values = pl.Series(literals, dtype=pl.Int64).cast(dtype)
+    else:
+        values = pl.Series(literals, dtype=dtype if literals else pl.String)
+    result = value.is_in(values.implode()).fill_null(False)
+    return ~result & value.is_not_null() if node.negated else result
+
+
+def _literal_value(node: Expr) -> Any:
+    match node:
+        case ast.Str(value=v) | ast.Int(value=v) | ast.Float(value=v) | ast.Bool(value=v):
+            return v
+        case ast.Duration(nanos=n) | ast.Timestamp(nanos=n):
+            return n
+    raise CompileError(f"no literal value for {type(node).__name__}")
+
+
+@lower.register
+def lower_between(node: ast.Between, ctx: Context) -> pl.Expr:
+    value = lower(node.value, ctx)
+    return value.is_between(lower(node.low, ctx), lower(node.high, ctx)).fill_null(False)
+
+
+@lower.register
+def lower_match(node: ast.Match, ctx: Context) -> pl.Expr:
+    """String operators; globs become starts_with/ends_with/contains when they can."""
+    value = lower(node.value, ctx)
+    if isinstance(node.pattern, ast.Str):
+        pattern: str | pl.Expr = node.pattern.value
+    else:
+        pattern = lower(node.pattern, ctx)
+    if node.ignore_case:
+        value = value.str.to_lowercase()
+        pattern = pattern.lower() if isinstance(pattern, str) else pattern.str.to_lowercase()
+    if node.op == "contains":
+        result = value.str.contains(pattern, literal=True)
+    elif node.op == "startswith":
+        result = value.str.starts_with(pattern)
+    elif node.op == "endswith":
+        result = value.str.ends_with(pattern)
+    elif node.op == "matches":
+        assert isinstance(pattern, str)
+        result = value.str.contains(pattern)
+    elif node.op == "glob":
+        assert isinstance(pattern, str)
+        result = lower_glob(value, pattern)
+    else:
+        raise CompileError(f"no lowering rule for string operator {node.op}")
+    return result.fill_null(False)
+
+
+def lower_glob(value: pl.Expr, pattern: str) -> pl.Expr:
+    """A glob (`*` any text, `?` one character, `\\*` a star) in its cheapest Polars form."""
+    plan = glob_plan(pattern)
+    kind, parts = plan
+    if kind == "equals":
+        return value == parts[0]
+    if kind == "startswith":
+        return value.str.starts_with(parts[0])
+    if kind == "endswith":
+        return value.str.ends_with(parts[0])
+    if kind == "contains":
+        return value.str.contains(parts[0], literal=True)
+    if kind == "prefix_suffix":
+        prefix, suffix = parts
+        return (
+            value.str.starts_with(prefix)
+            & value.str.ends_with(suffix)
+            & (value.str.len_bytes() >= len(prefix.encode()) + len(suffix.encode()))
+        )
+    return value.str.contains(parts[0])
+
+
+@functools.cache
+def glob_plan(pattern: str) -> tuple[str, tuple[str, ...]]:
+    """How a glob is evaluated: (strategy, literal parts or one regex)."""
+    tokens = re.findall(r"\\.|\*|\?|[^\\*?]+|\\", pattern)
+    if "?" in tokens:
+        return "regex", (_glob_regex(tokens),)
+    segments: list[str] = [""]
+    for token in tokens:
+        if token == "*":
+            segments.append("")
+        else:
+            segments[-1] += token[1:] if token.startswith("\\") and len(token) == 2 else token
+    if len(segments) == 1:
+        return "equals", (segments[0],)
+    inner = segments[1:-1]
+    first, last = segments[0], segments[-1]
+    if len(segments) == 2:
+        if first and not last:
+            return "startswith", (first,)
+        if last and not first:
+            return "endswith", (last,)
+        if first and last:
+            return "prefix_suffix", (first, last)
+        return "regex", (r"(?s)^.*$",)
+    if len(segments) == 3 and not first and not last and inner[0]:
+        return "contains", (inner[0],)
+    return "regex", (_glob_regex(tokens),)
+
+
+def _glob_regex(tokens: Sequence[str]) -> str:
+    out = []
+    for token in tokens:
+        if token == "*":
+            out.append(".*")
+        elif token == "?":
+            out.append(".")
+        elif token.startswith("\\") and len(token) == 2:
+            out.append(re.escape(token[1]))
+        else:
+            out.append(re.escape(token))
+    return "(?s)^" + "".join(out) + "$"
+
+
+@lower.register
+def lower_exists(node: ast.Exists, ctx: Context) -> pl.Expr:
+    return lower(node.value, ctx).is_not_null()
+
+
+@lower.register
+def lower_not(node: ast.Not, ctx: Context) -> pl.Expr:
+    return ~lower_condition(node.operand, ctx)
+
+
+@lower.register
+def lower_and(node: ast.And, ctx: Context) -> pl.Expr:
+    return functools.reduce(lambda a, b: a & b, (lower_condition(o, ctx) for o in node.operands))
+
+
+@lower.register
+def lower_or(node: ast.Or, ctx: Context) -> pl.Expr:
+    return functools.reduce(lambda a, b: a | b, (lower_condition(o, ctx) for o in node.operands))
+
+
+@lower.register
+def lower_arith(node: ast.Arith, ctx: Context) -> pl.Expr:
+    """Arithmetic; times minus times give ns durations; division by zero gives null."""
+    left, right = lower(node.left, ctx), lower(node.right, ctx)
+    left_time = isinstance(ctx.dtype_of(left), pl.Datetime)
+    right_time = isinstance(ctx.dtype_of(right), pl.Datetime)
+    if left_time and right_time:
+        return (left - right).dt.total_nanoseconds()
+    if left_time or right_time:
+        time, delta = (left, right) if left_time else (right, left)
+        shift = pl.duration(nanoseconds=delta)
+        return time + shift if node.op == "+" else time - shift
+    if node.op == "+":
+        return left + right
+    if node.op == "-":
+        return left - right
+    if node.op == "*":
+        return left * right
+    safe = pl.when(right != 0)
+    if node.op == "/":
+        return safe.then(left.cast(pl.Float64) / right)
+    return safe.then(left % right)
+
+
+@lower.register
+def lower_neg(node: ast.Neg, ctx: Context) -> pl.Expr:
+    return -lower(node.operand, ctx)
+
+
+@lower.register
+def lower_call(node: ast.Call, ctx: Context) -> pl.Expr:
+    args = [lower(a, ctx) for a in node.args]
+    if node.func == "lower":
+        return args[0].str.to_lowercase()
+    if node.func == "upper":
+        return args[0].str.to_uppercase()
+    if node.func == "len":
+        return args[0].str.len_chars().cast(pl.Int64)
+    if node.func == "abs":
+        return args[0].abs()
+    if node.func == "coalesce":
+        return pl.coalesce(args)
+    raise CompileError(f"no lowering rule for function {node.func}")
+
+
+# --- rules and plans ---------------------------------------------------------------
+
+
+def rule_expression(rule: CheckedRule, schema: SpanSchema) -> pl.Expr:
+    """The rule as one boolean Polars expression: true on each violating span."""
+    return lower_condition(rule.predicate, Context(schema)).alias(rule.name)
+
+
+def message_expression(rule: CheckedRule, schema: SpanSchema) -> pl.Expr:
+    """The rule's message for each violating span, as a string expression."""
+    ctx = Context(schema)
+    if rule.message is None:
+        return pl.lit(default_message(rule.rule), dtype=pl.String)
+    pieces: list[pl.Expr] = []
+    for part in rule.message.parts:
+        if isinstance(part, str):
+            pieces.append(pl.lit(part, dtype=pl.String))
+            continue
+        value = lower(part, ctx)
+        if ctx.dtype_of(value).is_float():
+            value = value.round(3)
+        pieces.append(value.cast(pl.String).fill_null("null"))
+    return pl.concat_str(pieces) if len(pieces) > 1 else pieces[0]
+
+
+def default_message(rule: ast.Rule) -> str:
+    """What a signal says when its rule has no message template."""
+    for action in rule.actions:
+        if action.kind == "log" and action.text:
+            return action.text
+    return rule.title or rule.description or rule.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The fused plan for a set of span rules over one table.
+
+    `hits` scans once, keeps only spans that violate at least one rule (the
+    filter is pushed into the scan), and adds one boolean column per rule.
+    `signals` turns those (few) rows into the signal table.
+    """
+
+    rules: tuple[CheckedRule, ...]
+    schema: SpanSchema
+    flags: tuple[pl.Expr, ...]
+    columns: tuple[str, ...]
+
+    def hits(self, spans: pl.LazyFrame) -> pl.LazyFrame:
+        if not self.rules:
+            return spans.select(self.columns).head(0)
+        any_rule = functools.reduce(lambda a, b: a | b, self.flags)
+        flag_names = [f"__rule_{i}" for i in range(len(self.flags))]
+        return (
+            spans.select(self.columns)
+            .filter(any_rule)
+            .with_columns(f.alias(n) for f, n in zip(self.flags, flag_names, strict=True))
+        )
+
+    def signals(self, hits: pl.DataFrame) -> pl.DataFrame:
+        """One row per (rule, violating span), ordered by time, rule and span."""
+        frames = []
+        for i, rule in enumerate(self.rules):
+            rows = hits.filter(pl.col(f"__rule_{i}"))
+            if rows.height == 0:
+                continue
+            frames.append(
+                rows.select(
+                    rule=pl.lit(rule.name, dtype=pl.String),
+                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
+                    trace_id=_maybe(rows, "trace_id"),
+                    span_id=_maybe(rows, "span_id"),
+                    service=_maybe(rows, "service_name"),
+                    name=_maybe(rows, "name"),
+                    time=_time(rows),
+                    message=message_expression(rule, self.schema),
+                )
+            )
+        if not frames:
+            return pl.DataFrame(schema=SIGNAL_SCHEMA)
+        out = pl.concat(frames, how="vertical")
+        return out.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
+
+
+def _maybe(frame: pl.DataFrame, column: str) -> pl.Expr:
+    if column in frame.columns:
+        return pl.col(column).cast(pl.String)
+    return pl.lit(None, dtype=pl.String)
+
+
+def _time(frame: pl.DataFrame) -> pl.Expr:
+    if "start_time" not in frame.columns:
+        return pl.lit(None, dtype=UTC_NS)
+    return lower_column(ast.Column("start_time", "timestamp"), Context(SpanSchema.of(frame)))
+
+
+def compile_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> Plan:
+    """Compile checked span rules into one fused plan over a table with `schema`."""
+    flags = tuple(rule_expression(r, schema) for r in rules)
+    needed: set[str] = set()
+    for r in rules:
+        needed |= r.columns
+    needed |= {c for c in SIGNAL_SOURCE_COLUMNS if schema.has(c)}
+    columns = tuple(c for c in schema.columns if c in needed)
+    return Plan(tuple(rules), schema, flags, columns)

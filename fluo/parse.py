@@ -1,0 +1,949 @@
+"""Stage 2a: the fluo expression language (Lark) into fluo's AST.
+
+`parse_expression` parses one DSL string; `parse_template` a message template.
+Lists (`@name` or a bare list name) and macros (a bare macro name) are expanded
+here, so later stages see only self-contained trees. Lark trees and Lark errors
+never leave this module: errors become `RuleError` with file positions.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
+
+from fluo import ast
+from fluo.ast import Expr, Position
+from fluo.errors import Diagnostic, RuleError, did_you_mean
+from fluo.load import Located
+
+Locator = Callable[[int], Position]
+
+DURATION_UNITS: dict[str, int] = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
+}
+
+OPERATOR_WORDS = (
+    "and",
+    "or",
+    "not",
+    "in",
+    "between",
+    "exists",
+    "contains",
+    "startswith",
+    "endswith",
+    "glob",
+    "matches",
+    "icontains",
+    "istartswith",
+    "iendswith",
+    "iglob",
+    "imatches",
+)
+
+#: Words users reach for that the language spells differently.
+OPERATOR_SYNONYMS = {
+    "eq": "==",
+    "equals": "==",
+    "ne": "!=",
+    "neq": "!=",
+    "gt": ">",
+    "greater": ">",
+    "gte": ">=",
+    "ge": ">=",
+    "lt": "<",
+    "less": "<",
+    "lte": "<=",
+    "le": "<=",
+    "like": "glob",
+    "regex": "matches",
+    "starts_with": "startswith",
+    "ends_with": "endswith",
+    "has": "contains",
+    "is": "==",
+}
+
+_TERMINAL_NAMES = {
+    "COMPARE_OP": "a comparison (== != < <= > >=)",
+    "MATCH_OP": "a string operator (contains, startswith, endswith, glob, matches)",
+    "ADD_OP": "+ or -",
+    "MUL_OP": "* / or %",
+    "NAME": "a field or name",
+    "STRING": "a string",
+    "INT": "a number",
+    "FLOAT": "a number",
+    "DURATION": "a duration (e.g. 300ms)",
+    "_AND": "'and'",
+    "_OR": "'or'",
+    "_NOT": "'not'",
+    "_IN": "'in'",
+    "_BETWEEN": "'between'",
+    "_EXISTS": "'exists'",
+    "_TRUE": "true",
+    "_FALSE": "false",
+    "_NULL": "null",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "DOT": "'.'",
+    "AT": "'@'",
+    "MINUS": "'-'",
+    "$END": "the end of the expression",
+}
+
+
+def grammar_text() -> str:
+    """The Lark grammar: packaged inside the wheel, or grammar/ in a source checkout."""
+    packaged = resources.files("fluo").joinpath("grammar/fluo.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "grammar" / "fluo.lark").read_text("utf-8")
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=False,
+    )
+
+
+def default_locator(text: str, file: str | None = None) -> Locator:
+    """Positions inside a free-standing DSL string (not from a YAML file)."""
+    lines = text.split("\n")
+
+    def locate(offset: int) -> Position:
+        line = text.count("\n", 0, offset)
+        col = offset - (text.rfind("\n", 0, offset) + 1)
+        return Position(file, line + 1, col + 1, lines[line] if line < len(lines) else "")
+
+    return locate
+
+
+def parse_expression(
+    text: str,
+    *,
+    locate: Locator | None = None,
+    lists: Mapping[str, ast.ListLit] | None = None,
+    macros: Mapping[str, Expr] | None = None,
+) -> Expr:
+    """Parse one expression of the rule language; expand list and macro references."""
+    locate = locate or default_locator(text)
+    if not text.strip():
+        raise RuleError([Diagnostic("empty expression", locate(0))])
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise RuleError([_syntax_error(exc, text, locate)]) from None
+    builder = _Builder(locate, text)
+    try:
+        node = builder.transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, _BuildError):
+            raise RuleError([exc.orig_exc.diagnostic]) from None
+        raise
+    return expand_names(node, lists or {}, macros or {})
+
+
+def parse_template(text: str, *, locate: Locator | None = None) -> ast.Template:
+    """Parse a message template: text with `{expression}` holes; `{{` and `}}` are braces."""
+    locate = locate or default_locator(text)
+    parts: list[str | Expr] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if text.startswith("{{", i) or text.startswith("}}", i):
+            literal.append(ch)
+            i += 2
+            continue
+        if ch == "}":
+            raise RuleError([Diagnostic("unmatched '}' in message (write '}}')", locate(i))])
+        if ch == "{":
+            end = text.find("}", i)
+            if end < 0:
+                raise RuleError([Diagnostic("unclosed '{' in message", locate(i))])
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            start = i + 1
+
+            def shifted(offset: int, start: int = start) -> Position:
+                return locate(start + offset)
+
+            parts.append(parse_expression(text[start:end], locate=shifted))
+            i = end + 1
+            continue
+        literal.append(ch)
+        i += 1
+    if literal:
+        parts.append("".join(literal))
+    return ast.Template(tuple(parts), pos=locate(0))
+
+
+def parse_duration(text: str) -> int:
+    """Nanoseconds in a duration literal such as `300ms` or `1.5s`; ValueError if malformed."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d)", text.strip())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (write e.g. 300ms, 1.5s, 2m)")
+    try:
+        nanos = Decimal(match.group(1)) * DURATION_UNITS[match.group(2)]
+    except InvalidOperation:
+        raise ValueError(f"not a duration: {text!r}") from None
+    if nanos != nanos.to_integral_value():
+        raise ValueError(f"duration {text!r} is finer than a nanosecond")
+    return int(nanos)
+
+
+def unquote(token: str) -> str:
+    """The value of a quoted string literal: \\" \\' \\\\ \\n \\t are escapes, nothing else."""
+    body = token[1:-1]
+    escapes = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t"}
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body) and body[i + 1] in escapes:
+            out.append(escapes[body[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def path_to_node(names: list[str], pos: Position) -> Expr:
+    """Turn a dotted path into a field, an attribute or a bare name.
+
+    `span.attributes.<key>` and `resource.attributes.<key>` take everything after
+    `attributes.` as one key (OTel keys are flat dotted strings); `resource.<key>`
+    is short for `resource.attributes.<key>`; `resource.service.name` is the service.
+    """
+    head, rest = names[0], names[1:]
+    if head in ("span", "resource") and rest:
+        if rest[0] == "attributes":
+            if len(rest) == 1:
+                # Valid only when indexed (`span.attributes["k"]`); the checker reports the rest.
+                return ast.Name(f"{head}.attributes", pos=pos)
+            return ast.Attribute(head, ".".join(rest[1:]), pos=pos)
+        if head == "span":
+            return ast.Field(".".join(rest), pos=pos)
+        if rest == ["service", "name"]:
+            return ast.Field("service", pos=pos)
+        return ast.Attribute("resource", ".".join(rest), pos=pos)
+    return ast.Name(".".join(names), pos=pos)
+
+
+class _BuildError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+
+
+@v_args(meta=True)
+class _Builder(Transformer[Token, Expr]):
+    """Lark tree -> fluo AST, with positions mapped to the rule file."""
+
+    def __init__(self, locate: Locator, text: str):
+        super().__init__()
+        self._locate = locate
+        self._text = text
+
+    def _pos(self, meta: Any) -> Position:
+        offset = getattr(meta, "start_pos", 0) or 0
+        end = getattr(meta, "end_pos", offset + 1) or offset + 1
+        p = self._locate(offset)
+        return Position(p.file, p.line, p.column, p.line_text, max(1, end - offset))
+
+    def _token_pos(self, token: Token) -> Position:
+        p = self._locate(token.start_pos or 0)
+        return Position(p.file, p.line, p.column, p.line_text, max(1, len(token)))
+
+    # literals
+    def string(self, meta: Any, children: list[Token]) -> Expr:
+        return ast.Str(unquote(str(children[0])), pos=self._pos(meta))
+
+    def int_(self, meta: Any, children: list[Token]) -> Expr:
+        return ast.Int(int(children[0]), pos=self._pos(meta))
+
+    def float_(self, meta: Any, children: list[Token]) -> Expr:
+        return ast.Float(float(children[0]), pos=self._pos(meta))
+
+    def duration(self, meta: Any, children: list[Token]) -> Expr:
+        try:
+            return ast.Duration(parse_duration(str(children[0])), pos=self._pos(meta))
+        except ValueError as exc:
+            raise _BuildError(Diagnostic(str(exc), self._pos(meta))) from None
+
+    def true(self, meta: Any, children: list[Any]) -> Expr:
+        return ast.Bool(True, pos=self._pos(meta))
+
+    def false(self, meta: Any, children: list[Any]) -> Expr:
+        return ast.Bool(False, pos=self._pos(meta))
+
+    def null(self, meta: Any, children: list[Any]) -> Expr:
+        return ast.Null(pos=self._pos(meta))
+
+    def list_(self, meta: Any, children: list[Expr | None]) -> Expr:
+        return ast.ListLit(tuple(c for c in children if c is not None), pos=self._pos(meta))
+
+    def list_ref(self, meta: Any, children: list[Token]) -> Expr:
+        return _ListRef(str(children[0]), pos=self._pos(meta))
+
+    # names
+    def path(self, meta: Any, children: list[Token]) -> Expr:
+        return path_to_node([str(c) for c in children], self._pos(meta))
+
+    def indexed(self, meta: Any, children: list[Any]) -> Expr:
+        base, key = children
+        pos = self._pos(meta)
+        if isinstance(base, ast.Name) and base.name in ("span.attributes", "resource.attributes"):
+            return ast.Attribute(base.name.split(".")[0], unquote(str(key)), pos=pos)
+        raise _BuildError(
+            Diagnostic(
+                'only span.attributes and resource.attributes can be indexed with ["key"]',
+                pos,
+            )
+        )
+
+    def call(self, meta: Any, children: list[Any]) -> Expr:
+        name, *args = children
+        return ast.Call(str(name), tuple(a for a in args if a is not None), pos=self._pos(meta))
+
+    # operators
+    def or_(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.Or(_flatten(ast.Or, children), pos=self._pos(meta))
+
+    def and_(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.And(_flatten(ast.And, children), pos=self._pos(meta))
+
+    def not_(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.Not(children[0], pos=self._pos(meta))
+
+    def compare(self, meta: Any, children: list[Any]) -> Expr:
+        left, op, right = children
+        return ast.Compare(str(op), left, right, pos=self._token_pos(op))
+
+    def in_(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.In(children[0], children[1], pos=self._pos(meta))
+
+    def not_in(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.In(children[0], children[1], negated=True, pos=self._pos(meta))
+
+    def between(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.Between(children[0], children[1], children[2], pos=self._pos(meta))
+
+    def match(self, meta: Any, children: list[Any]) -> Expr:
+        value, op, pattern = children
+        word = str(op)
+        ignore_case = word.startswith("i")
+        return ast.Match(
+            word[1:] if ignore_case else word,
+            value,
+            pattern,
+            ignore_case=ignore_case,
+            pos=self._token_pos(op),
+        )
+
+    def not_match(self, meta: Any, children: list[Any]) -> Expr:
+        return ast.Not(self.match(meta, children), pos=self._pos(meta))
+
+    def exists(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.Exists(children[0], pos=self._pos(meta))
+
+    def not_exists(self, meta: Any, children: list[Expr]) -> Expr:
+        return ast.Not(ast.Exists(children[0], pos=self._pos(meta)), pos=self._pos(meta))
+
+    def arith(self, meta: Any, children: list[Any]) -> Expr:
+        left, op, right = children
+        return ast.Arith(str(op), left, right, pos=self._token_pos(op))
+
+    def neg(self, meta: Any, children: list[Expr]) -> Expr:
+        operand = children[0]
+        pos = self._pos(meta)
+        # Fold negative literals so that `-5` is a literal, as users expect.
+        if isinstance(operand, ast.Int):
+            return ast.Int(-operand.value, pos=pos)
+        if isinstance(operand, ast.Float):
+            return ast.Float(-operand.value, pos=pos)
+        if isinstance(operand, ast.Duration):
+            return ast.Duration(-operand.nanos, pos=pos)
+        return ast.Neg(operand, pos=pos)
+
+
+class _ListRef(ast.Name):
+    """`@name`: a reference that must resolve to a list (internal to the parser)."""
+
+    __slots__ = ()
+
+
+def _flatten(kind: type[ast.And] | type[ast.Or], children: list[Expr]) -> tuple[Expr, ...]:
+    out: list[Expr] = []
+    for child in children:
+        if type(child) is kind:
+            out.extend(child.operands)
+        else:
+            out.append(child)
+    return tuple(out)
+
+
+def expand_names(node: Expr, lists: Mapping[str, ast.ListLit], macros: Mapping[str, Expr]) -> Expr:
+    """Replace list and macro references by their definitions (macros are already expanded)."""
+
+    def visit(n: Expr) -> Expr:
+        if isinstance(n, _ListRef):
+            if n.name in lists:
+                return ast.ListLit(lists[n.name].items, pos=n.pos)
+            hint = did_you_mean(n.name, lists)
+            raise RuleError([Diagnostic(f"unknown list '@{n.name}'", n.pos, hint=hint)])
+        if isinstance(n, ast.Name):
+            if n.name in macros:
+                return macros[n.name]
+            if n.name in lists:
+                return ast.ListLit(lists[n.name].items, pos=n.pos)
+            return n
+        return ast.map_children(n, visit)
+
+    return visit(node)
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, locate: Locator) -> Diagnostic:
+    """A located, readable message for a Lark parse failure, with a hint where we can guess."""
+    offset = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
+    if isinstance(exc, UnexpectedEOF) or (
+        isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
+    ):
+        offset = len(text.rstrip())
+    pos = locate(min(offset, len(text)))
+    hint: str | None = None
+    if isinstance(exc, UnexpectedCharacters):
+        rest = text[offset:]
+        found = rest[:2] if rest[:2] in ("&&", "||", "=~") else rest[:1]
+        message = f"unexpected character '{found}'"
+        hint = {
+            "=": "did you mean '=='?",
+            "&&": "did you mean 'and'?",
+            "||": "did you mean 'or'?",
+            "!": "did you mean 'not' or '!='?",
+            "=~": "did you mean 'matches'?",
+            '"': "is a string missing its closing quote?",
+            "'": "is a string missing its closing quote?",
+        }.get(found)
+        pos = Position(pos.file, pos.line, pos.column, pos.line_text, len(found))
+    elif isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        token = exc.token
+        word = str(token)
+        message = f"unexpected {_describe_token(token)}"
+        expected = _expected(exc.expected)
+        if expected:
+            message += f"; expected {expected}"
+        lowered = word.lower()
+        if lowered in OPERATOR_SYNONYMS:
+            hint = f"did you mean '{OPERATOR_SYNONYMS[lowered]}'?"
+        elif token.type == "NAME":
+            hint = did_you_mean(lowered, OPERATOR_WORDS)
+        pos = Position(pos.file, pos.line, pos.column, pos.line_text, max(1, len(word)))
+    else:
+        expected = _expected(getattr(exc, "expected", set()) or set())
+        message = "the expression ends too early"
+        if expected:
+            message += f"; expected {expected}"
+    return Diagnostic(message, pos, hint=hint)
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "NAME":
+        return f"name '{token}'"
+    return f"'{token}'"
+
+
+def _expected(terminals: set[str]) -> str:
+    names = sorted({_TERMINAL_NAMES.get(t, t.strip("_").lower()) for t in terminals})
+    if not names:
+        return ""
+    if len(names) > 6:
+        names = [*names[:6], "..."]
+    return ", ".join(names)
+
+
+# --- rule files ---------------------------------------------------------------------
+
+FILE_KEYS = ("fluo", "lists", "macros", "rules")
+RULE_KEYS = (
+    "title",
+    "description",
+    "severity",
+    "tags",
+    "owner",
+    "enabled",
+    "when",
+    "conditions",
+    "message",
+    "actions",
+)
+CONDITION_KEYS = ("op", "field", "value", "case-insensitive")
+ACTION_KINDS = ("log", "fail")
+
+#: Structured condition operators: name -> (AST builder kind, operator).
+CONDITION_OPS: dict[str, tuple[str, str]] = {
+    "eq": ("compare", "=="),
+    "equals": ("compare", "=="),
+    "==": ("compare", "=="),
+    "ne": ("compare", "!="),
+    "not-equals": ("compare", "!="),
+    "!=": ("compare", "!="),
+    "gt": ("compare", ">"),
+    "greater-than": ("compare", ">"),
+    ">": ("compare", ">"),
+    "gte": ("compare", ">="),
+    "greater-than-or-equal": ("compare", ">="),
+    ">=": ("compare", ">="),
+    "lt": ("compare", "<"),
+    "less-than": ("compare", "<"),
+    "<": ("compare", "<"),
+    "lte": ("compare", "<="),
+    "less-than-or-equal": ("compare", "<="),
+    "<=": ("compare", "<="),
+    "in": ("in", "in"),
+    "not-in": ("in", "not in"),
+    "contains": ("match", "contains"),
+    "starts-with": ("match", "startswith"),
+    "ends-with": ("match", "endswith"),
+    "glob": ("match", "glob"),
+    "matches": ("match", "matches"),
+    "exists": ("exists", "exists"),
+    "not-exists": ("exists", "not exists"),
+    "between": ("between", "between"),
+}
+
+MAX_MACRO_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """What one rule file defines, after parsing: rules, plus notes and warnings about them."""
+
+    rules: tuple[ast.Rule, ...]
+    notes: tuple[Diagnostic, ...] = ()
+
+
+def parse_rule_file(doc: Located) -> RuleFile:
+    """Parse a loaded rule file: lists, macros, then rules. Collects every error it can."""
+    errors: list[Diagnostic] = []
+    notes: list[Diagnostic] = []
+    root = _expect_mapping(doc, "the rule file", errors)
+    if root is None:
+        raise RuleError(errors)
+    _check_keys(root, FILE_KEYS, "rule file", errors)
+    version = root.get("fluo")
+    if version is not None and version.value not in (1, "1"):
+        errors.append(
+            Diagnostic(
+                f"unsupported rule format version {version.value!r}",
+                version.pos,
+                hint="this fluo reads 'fluo: 1'",
+            )
+        )
+    lists = _parse_lists(root.get("lists"), errors)
+    macros = _parse_macros(root.get("macros"), lists, errors)
+    rules: list[ast.Rule] = []
+    rules_node = root.get("rules")
+    if rules_node is None:
+        errors.append(Diagnostic("the rule file has no 'rules' section", doc.pos))
+    else:
+        mapping = _expect_mapping(rules_node, "'rules'", errors)
+        for name, node in (mapping or {}).items():
+            rule = _parse_rule(name, node, lists, macros, errors, notes)
+            if rule is not None:
+                rules.append(rule)
+        if mapping is not None and not mapping:
+            errors.append(Diagnostic("'rules' is empty", rules_node.pos))
+    if errors:
+        raise RuleError(errors)
+    return RuleFile(tuple(rules), tuple(notes))
+
+
+def _expect_mapping(
+    node: Located, what: str, errors: list[Diagnostic]
+) -> dict[str, Located] | None:
+    if isinstance(node.value, dict):
+        return node.value
+    errors.append(Diagnostic(f"{what} must be a mapping, not {node.kind}", node.pos))
+    return None
+
+
+def _check_keys(
+    mapping: dict[str, Located], allowed: tuple[str, ...], what: str, errors: list[Diagnostic]
+) -> None:
+    for key, value in mapping.items():
+        if key not in allowed:
+            hint = did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}"
+            errors.append(Diagnostic(f"unknown key '{key}' in {what}", value.key_pos, hint=hint))
+
+
+def _collect(errors: list[Diagnostic], fn: Callable[[], Any]) -> Any:
+    """Run `fn`; on RuleError record its diagnostics and return None."""
+    try:
+        return fn()
+    except RuleError as exc:
+        errors.extend(exc.diagnostics)
+        return None
+
+
+def _parse_lists(node: Located | None, errors: list[Diagnostic]) -> dict[str, ast.ListLit]:
+    lists: dict[str, ast.ListLit] = {}
+    if node is None:
+        return lists
+    for name, value in (_expect_mapping(node, "'lists'", errors) or {}).items():
+        if not isinstance(value.value, list):
+            errors.append(
+                Diagnostic(f"list '{name}' must be a YAML list, not {value.kind}", value.pos)
+            )
+            continue
+        items = [_collect(errors, lambda v=v: yaml_literal(v)) for v in value.value]
+        lists[name] = ast.ListLit(tuple(i for i in items if i is not None), pos=value.pos)
+    return lists
+
+
+def _parse_macros(
+    node: Located | None, lists: dict[str, ast.ListLit], errors: list[Diagnostic]
+) -> dict[str, Expr]:
+    """Parse macro bodies, then expand macros inside macros (cycles are errors)."""
+    if node is None:
+        return {}
+    raw: dict[str, Expr] = {}
+    positions: dict[str, Position] = {}
+    for name, value in (_expect_mapping(node, "'macros'", errors) or {}).items():
+        positions[name] = value.key_pos or value.pos
+        if not isinstance(value.value, str):
+            errors.append(Diagnostic(f"macro '{name}' must be an expression string", value.pos))
+            continue
+        body = _collect(
+            errors, lambda v=value: parse_expression(v.value, locate=v.locate, lists=lists)
+        )
+        if body is not None:
+            raw[name] = body
+    expanded: dict[str, Expr] = {}
+
+    def expand(name: str, trail: tuple[str, ...]) -> Expr:
+        if name in expanded:
+            return expanded[name]
+        if name in trail:
+            cycle = " -> ".join((*trail[trail.index(name) :], name))
+            raise RuleError([Diagnostic(f"macro cycle: {cycle}", positions[name])])
+
+        def visit(n: Expr) -> Expr:
+            if isinstance(n, ast.Name) and n.name in raw:
+                return expand(n.name, (*trail, name))
+            return ast.map_children(n, visit)
+
+        expanded[name] = visit(raw[name])
+        return expanded[name]
+
+    for name in raw:
+        _collect(errors, lambda name=name: expand(name, ()))
+    return expanded
+
+
+def _parse_rule(
+    name: str,
+    node: Located,
+    lists: dict[str, ast.ListLit],
+    macros: dict[str, Expr],
+    errors: list[Diagnostic],
+    notes: list[Diagnostic],
+) -> ast.Rule | None:
+    before = len(errors)
+    pos = node.key_pos or node.pos
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        errors.append(
+            Diagnostic(f"rule name '{name}' may use letters, digits, _ . and - only", pos)
+        )
+    body = _expect_mapping(node, f"rule '{name}'", errors)
+    if body is None:
+        return None
+    _check_keys(body, RULE_KEYS, f"rule '{name}'", errors)
+
+    def text(key: str) -> str | None:
+        value = body.get(key)
+        if value is None or value.value is None:
+            return None
+        if isinstance(value.value, dict | list):
+            errors.append(Diagnostic(f"'{key}' must be a string, not {value.kind}", value.pos))
+            return None
+        return str(value.value)
+
+    predicates: list[Expr] = []
+    when = body.get("when")
+    if when is not None:
+        if isinstance(when.value, str):
+            parsed = _collect(
+                errors,
+                lambda: parse_expression(
+                    when.value, locate=when.locate, lists=lists, macros=macros
+                ),
+            )
+            if parsed is not None:
+                predicates.append(parsed)
+        else:
+            errors.append(
+                Diagnostic(f"'when' must be an expression string, not {when.kind}", when.pos)
+            )
+    conditions = body.get("conditions")
+    if conditions is not None:
+        if isinstance(conditions.value, list) and conditions.value:
+            for item in conditions.value:
+                cond = _collect(errors, lambda item=item: parse_condition(item, lists, notes))
+                if cond is not None:
+                    predicates.append(cond)
+        else:
+            errors.append(
+                Diagnostic(
+                    "'conditions' must be a non-empty list of {op, field, value}", conditions.pos
+                )
+            )
+    if when is None and conditions is None:
+        errors.append(
+            Diagnostic(
+                f"rule '{name}' has neither 'when' nor 'conditions'",
+                pos,
+                hint="add `when: <expression>` or a `conditions:` list",
+            )
+        )
+
+    severity = text("severity") or "medium"
+    if severity not in ast.SEVERITIES:
+        hint = did_you_mean(severity.lower(), ast.SEVERITIES) or (
+            f"one of {', '.join(ast.SEVERITIES)}"
+        )
+        errors.append(Diagnostic(f"unknown severity '{severity}'", body["severity"].pos, hint=hint))
+    tags = _parse_tags(body.get("tags"), errors)
+    enabled = True
+    if (en := body.get("enabled")) is not None:
+        if isinstance(en.value, bool):
+            enabled = en.value
+        else:
+            errors.append(Diagnostic(f"'enabled' must be true or false, not {en.kind}", en.pos))
+    message = None
+    if (msg := body.get("message")) is not None:
+        if isinstance(msg.value, str):
+            message = _collect(errors, lambda: parse_template(msg.value, locate=msg.locate))
+        else:
+            errors.append(Diagnostic(f"'message' must be a string, not {msg.kind}", msg.pos))
+    actions = _parse_actions(body.get("actions"), errors)
+    if len(errors) > before or not predicates:
+        return None
+    predicate = predicates[0] if len(predicates) == 1 else ast.And(tuple(predicates), pos=pos)
+    return ast.Rule(
+        name=name,
+        predicate=predicate,
+        title=text("title"),
+        description=text("description"),
+        severity=severity,
+        tags=tags,
+        owner=text("owner"),
+        enabled=enabled,
+        message=message,
+        actions=actions,
+        source=pos.file,
+        pos=pos,
+    )
+
+
+def _parse_tags(node: Located | None, errors: list[Diagnostic]) -> tuple[str, ...]:
+    if node is None or node.value is None:
+        return ()
+    if isinstance(node.value, str):
+        return (node.value,)
+    if isinstance(node.value, list) and all(
+        isinstance(t.value, str | int | float) for t in node.value
+    ):
+        return tuple(str(t.value) for t in node.value)
+    errors.append(Diagnostic("'tags' must be a list of strings", node.pos))
+    return ()
+
+
+def _parse_actions(node: Located | None, errors: list[Diagnostic]) -> tuple[ast.Action, ...]:
+    if node is None or node.value is None:
+        return ()
+    if not isinstance(node.value, list):
+        errors.append(Diagnostic(f"'actions' must be a list, not {node.kind}", node.pos))
+        return ()
+    actions: list[ast.Action] = []
+    for item in node.value:
+        if isinstance(item.value, str):
+            kind, arg = item.value, None
+            kind_pos = item.pos
+        elif isinstance(item.value, dict) and len(item.value) == 1:
+            kind, value = next(iter(item.value.items()))
+            kind_pos = value.key_pos or item.pos
+            arg = value
+        else:
+            errors.append(Diagnostic('an action is `log: "text"` or `fail: true`', item.pos))
+            continue
+        if kind not in ACTION_KINDS:
+            hint = did_you_mean(kind, ACTION_KINDS) or f"one of {', '.join(ACTION_KINDS)}"
+            errors.append(Diagnostic(f"unknown action '{kind}'", kind_pos, hint=hint))
+            continue
+        if kind == "fail":
+            if arg is not None and arg.value is False:
+                continue
+            text = arg.value if arg is not None and isinstance(arg.value, str) else None
+            actions.append(ast.Action("fail", text, pos=kind_pos))
+        else:
+            if arg is None or not isinstance(arg.value, str):
+                errors.append(Diagnostic("'log' takes the text to log", kind_pos))
+                continue
+            actions.append(ast.Action("log", arg.value, pos=kind_pos))
+    return tuple(actions)
+
+
+def parse_condition(
+    node: Located, lists: Mapping[str, ast.ListLit], notes: list[Diagnostic]
+) -> Expr:
+    """A structured condition `{op, field, value}` as the same AST the `when` form builds."""
+    errors: list[Diagnostic] = []
+    body = _expect_mapping(node, "a condition", errors)
+    if body is None:
+        raise RuleError(errors)
+    _check_keys(body, CONDITION_KEYS, "condition", errors)
+    op_node, field_node = body.get("op"), body.get("field")
+    if op_node is None or field_node is None:
+        missing = "op" if op_node is None else "field"
+        errors.append(Diagnostic(f"a condition needs '{missing}'", node.pos))
+        raise RuleError(errors)
+    op_name = str(op_node.value)
+    if op_name not in CONDITION_OPS:
+        hint = did_you_mean(op_name, CONDITION_OPS) or "see docs/language.md for the operators"
+        errors.append(Diagnostic(f"unknown operator '{op_name}'", op_node.pos, hint=hint))
+        raise RuleError(errors)
+    if not isinstance(field_node.value, str):
+        errors.append(Diagnostic("'field' must be a field path", field_node.pos))
+        raise RuleError(errors)
+    target = parse_expression(field_node.value, locate=field_node.locate)
+    if not isinstance(target, ast.Field | ast.Attribute):
+        raise RuleError(
+            [
+                Diagnostic(
+                    f"'{field_node.value}' is not a field path",
+                    field_node.pos,
+                    hint="e.g. span.durationMs or span.attributes.http.url",
+                )
+            ]
+        )
+    kind, op = CONDITION_OPS[op_name]
+    pos = op_node.pos
+    ignore_case = False
+    if (ci := body.get("case-insensitive")) is not None:
+        if kind != "match" or not isinstance(ci.value, bool):
+            raise RuleError(
+                [Diagnostic("'case-insensitive' is true or false, for string operators", ci.pos)]
+            )
+        ignore_case = ci.value
+    value_node = body.get("value")
+    if kind == "exists":
+        if value_node is not None:
+            raise RuleError([Diagnostic(f"'{op_name}' takes no value", value_node.pos)])
+        exists = ast.Exists(target, pos=pos)
+        return ast.Not(exists, pos=pos) if op == "not exists" else exists
+    if value_node is None:
+        raise RuleError([Diagnostic(f"'{op_name}' needs a 'value'", node.pos)])
+    if isinstance(value_node.value, str) and value_node.value.startswith("@"):
+        list_name = value_node.value[1:]
+        if list_name not in lists:
+            raise RuleError(
+                [
+                    Diagnostic(
+                        f"unknown list '{value_node.value}'",
+                        value_node.pos,
+                        hint=did_you_mean(list_name, lists),
+                    )
+                ]
+            )
+        value: Expr = ast.ListLit(lists[list_name].items, pos=value_node.pos)
+    else:
+        value = yaml_literal(value_node)
+    if kind == "compare":
+        if op == "==" and isinstance(value, ast.Str) and _has_wildcard(value.value):
+            notes.append(
+                Diagnostic(
+                    f"'{op_name}' with a '*' in the value matches as a glob pattern",
+                    value_node.pos,
+                    severity="note",
+                    hint="write `op: glob` to say so, or escape it as \\*",
+                )
+            )
+            return ast.Match("glob", target, value, pos=pos)
+        return ast.Compare(op, target, value, pos=pos)
+    if kind == "in":
+        if not isinstance(value, ast.ListLit):
+            raise RuleError([Diagnostic(f"'{op_name}' needs a list value", value_node.pos)])
+        return ast.In(target, value, negated=op == "not in", pos=pos)
+    if kind == "between":
+        if not isinstance(value, ast.ListLit) or len(value.items) != 2:
+            raise RuleError([Diagnostic("'between' needs a value [low, high]", value_node.pos)])
+        return ast.Between(target, value.items[0], value.items[1], pos=pos)
+    if isinstance(value, ast.ListLit):
+        options = tuple(ast.Match(op, target, item, ignore_case, pos=pos) for item in value.items)
+        return ast.Or(options, pos=pos) if len(options) > 1 else options[0]
+    return ast.Match(op, target, value, ignore_case, pos=pos)
+
+
+def _has_wildcard(text: str) -> bool:
+    return re.search(r"(?<!\\)[*?]", text) is not None
+
+
+def yaml_literal(node: Located) -> Expr:
+    """A YAML scalar or list as a literal node (strings that look like durations stay strings)."""
+    import datetime as dt
+
+    v = node.value
+    pos = node.pos
+    if isinstance(v, bool):
+        return ast.Bool(v, pos=pos)
+    if isinstance(v, int):
+        return ast.Int(v, pos=pos)
+    if isinstance(v, float):
+        return ast.Float(v, pos=pos)
+    if v is None:
+        return ast.Null(pos=pos)
+    if isinstance(v, str):
+        return ast.Str(v, pos=pos)
+    if isinstance(v, dt.datetime | dt.date):
+        stamp = v if isinstance(v, dt.datetime) else dt.datetime(v.year, v.month, v.day)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        delta = stamp - epoch
+        nanos = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+        return ast.Timestamp(nanos, pos=pos)
+    if isinstance(v, list):
+        return ast.ListLit(tuple(yaml_literal(item) for item in v), pos=pos)
+    raise RuleError([Diagnostic(f"a value must be a scalar or a list, not {node.kind}", pos)])
