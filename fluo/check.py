@@ -409,7 +409,8 @@ class _Checker:
         left, lt = self._operand(node.left)
         right, rt = self._operand(node.right)
         left, right, kind = self._comparable(left, lt, right, rt, node)
-        if kind == Type.NULL and node.op not in ("==", "!="):
+        with_null = isinstance(node.left, ast.Null) or isinstance(node.right, ast.Null)
+        if with_null and node.op not in ("==", "!="):
             self.fail(f"'{node.op}' cannot compare with null", node, hint="use == null or != null")
             return node, _ERROR
         if node.op not in ("==", "!=") and kind not in (*ORDERED, _ERROR, Type.NULL):

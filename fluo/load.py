@@ -7,6 +7,7 @@ expression) back to a line and column of the file.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,10 @@ class Located:
     value: Any
     pos: Position
     key_pos: Position | None = None  # where the mapping key of this value was written
-    #: Where each line of a scalar's text starts in the file: (line, column) pairs.
-    line_starts: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    #: For a string scalar: the file offset of each character of its value (and one past).
+    char_index: tuple[int, ...] = field(default=(), repr=False, compare=False)
     source_lines: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    line_offsets: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -57,17 +59,14 @@ class Located:
 
     def locate(self, offset: int) -> Position:
         """The file position of character `offset` of this scalar's text."""
-        text = str(self.value)
-        if not self.line_starts:
+        if not self.char_index or not self.source_lines:
             return self.pos
-        line_index = text.count("\n", 0, offset)
-        if line_index >= len(self.line_starts):
-            return self.pos
-        start_of_line = text.rfind("\n", 0, offset) + 1
-        line, column = self.line_starts[line_index]
-        column += offset - start_of_line
-        line_text = self.source_lines[line - 1] if 0 < line <= len(self.source_lines) else ""
-        return Position(self.pos.file, line, column, line_text)
+        index = self.char_index[min(max(offset, 0), len(self.char_index) - 1)]
+        line = 0
+        while line + 1 < len(self.line_offsets) and self.line_offsets[line + 1] <= index:
+            line += 1
+        column = index - self.line_offsets[line]
+        return Position(self.pos.file, line + 1, column + 1, self.source_lines[line])
 
 
 def load_document(text: str, file: str | None = None) -> Located:
@@ -114,16 +113,15 @@ def _convert(node: yaml.Node, file: str | None, lines: tuple[str, ...], text: st
             if key in out:
                 raise RuleError([Diagnostic(f"duplicate key '{key}'", key_pos)])
             value = _convert(value_node, file, lines, text)
-            out[str(key)] = Located(
-                value.value, value.pos, key_pos, value.line_starts, value.source_lines
-            )
+            out[str(key)] = dataclasses.replace(value, key_pos=key_pos)
         return Located(out, pos)
     if isinstance(node, yaml.SequenceNode):
         return Located([_convert(n, file, lines, text) for n in node.value], pos)
     assert isinstance(node, yaml.ScalarNode)
     value = _construct_scalar(node)
-    line_starts = _scalar_line_starts(node, text) if isinstance(value, str) else ()
-    return Located(value, pos, None, line_starts, lines)
+    if not isinstance(value, str):
+        return Located(value, pos)
+    return Located(value, pos, None, _char_index(node, text), lines, _line_offsets(text))
 
 
 def _construct_scalar(node: yaml.ScalarNode) -> Any:
@@ -134,25 +132,32 @@ def _construct_scalar(node: yaml.ScalarNode) -> Any:
         loader.dispose()
 
 
-def _scalar_line_starts(node: yaml.ScalarNode, text: str) -> tuple[tuple[int, int], ...]:
-    """Find where each line of a string scalar's value sits in the file (1-based)."""
-    raw = text[node.start_mark.index : node.end_mark.index]
-    value = node.value
-    starts: list[tuple[int, int]] = []
-    cursor = 0
-    for value_line in value.split("\n"):
-        probe = value_line.strip()
-        found = raw.find(probe, cursor) if probe else -1
-        if found < 0:
-            if not starts:
-                # Escapes or folding changed the text: point at the scalar itself.
-                return ()
-            starts.append(starts[-1])
+def _line_offsets(text: str) -> tuple[int, ...]:
+    offsets = [0]
+    offsets += [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    return tuple(offsets)
+
+
+def _char_index(node: yaml.ScalarNode, text: str) -> tuple[int, ...]:
+    """Align each character of a string scalar's value with its place in the file.
+
+    Works for plain, quoted and block scalars: non-space characters are matched in
+    order in the raw text; folded line breaks and indentation are skipped over.
+    """
+    value: str = node.value
+    start, end = node.start_mark.index, node.end_mark.index
+    out: list[int] = []
+    cursor = start
+    for ch in value:
+        if ch.isspace():
+            out.append(cursor if cursor < end else end)
+            if ch == text[cursor : cursor + 1]:
+                cursor += 1
             continue
-        leading = len(value_line) - len(value_line.lstrip())
-        absolute = node.start_mark.index + found - leading
-        line = text.count("\n", 0, absolute)
-        column = absolute - (text.rfind("\n", 0, absolute) + 1)
-        starts.append((line + 1, column + 1))
-        cursor = found + len(probe)
-    return tuple(starts)
+        found = text.find(ch, cursor, end)
+        if found < 0:
+            return ()
+        out.append(found)
+        cursor = found + 1
+    out.append(min(cursor, end))
+    return tuple(out)

@@ -552,10 +552,16 @@ class RuleFile:
 
     rules: tuple[ast.Rule, ...]
     notes: tuple[Diagnostic, ...] = ()
+    #: Problems found; the rules that could still be built are in `rules`, for checking.
+    errors: tuple[Diagnostic, ...] = ()
 
 
 def parse_rule_file(doc: Located) -> RuleFile:
-    """Parse a loaded rule file: lists, macros, then rules. Collects every error it can."""
+    """Parse a loaded rule file: lists, macros, then rules. Collects every error it can.
+
+    Errors are returned in `RuleFile.errors` (not raised), so that the caller can
+    still check the rules that parsed and report everything at once.
+    """
     errors: list[Diagnostic] = []
     notes: list[Diagnostic] = []
     root = _expect_mapping(doc, "the rule file", errors)
@@ -585,9 +591,7 @@ def parse_rule_file(doc: Located) -> RuleFile:
                 rules.append(rule)
         if mapping is not None and not mapping:
             errors.append(Diagnostic("'rules' is empty", rules_node.pos))
-    if errors:
-        raise RuleError(errors)
-    return RuleFile(tuple(rules), tuple(notes))
+    return RuleFile(tuple(rules), tuple(notes), tuple(errors))
 
 
 def _expect_mapping(
@@ -680,7 +684,6 @@ def _parse_rule(
     errors: list[Diagnostic],
     notes: list[Diagnostic],
 ) -> ast.Rule | None:
-    before = len(errors)
     pos = node.key_pos or node.pos
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
         errors.append(
@@ -758,8 +761,10 @@ def _parse_rule(
         else:
             errors.append(Diagnostic(f"'message' must be a string, not {msg.kind}", msg.pos))
     actions = _parse_actions(body.get("actions"), errors)
-    if len(errors) > before or not predicates:
+    if not predicates:
         return None
+    if severity not in ast.SEVERITIES:
+        severity = "medium"  # reported above; the rule is still checked
     predicate = predicates[0] if len(predicates) == 1 else ast.And(tuple(predicates), pos=pos)
     return ast.Rule(
         name=name,

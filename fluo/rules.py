@@ -119,26 +119,39 @@ def load_rules(
     string is taken as YAML text. Rules are checked against `schema` (default: the
     canonical span table) so that mistakes surface before any data is read.
     """
+    errors: list[Diagnostic] = []
+    sets: list[RuleSet] = []
     if isinstance(source, str | Path) and not _looks_like_path(source):
-        doc = load_document(str(source))
-        parsed = parse_rule_file(doc)
-        rule_set = RuleSet(parsed.rules, parsed.notes)
+        documents = [load_document(str(source))]
     else:
         paths = [source] if isinstance(source, str | Path) else list(source)
-        files = [f for p in paths for f in rule_files(p)]
-        sets = []
-        errors: list[Diagnostic] = []
-        for file in files:
+        documents = []
+        for file in (f for p in paths for f in rule_files(p)):
             try:
-                parsed = parse_rule_file(load_file(file))
-                sets.append(RuleSet(parsed.rules, parsed.notes))
+                documents.append(load_file(file))
             except RuleError as exc:
                 errors.extend(exc.diagnostics)
-        if errors:
-            raise RuleError(errors)
+    for document in documents:
+        try:
+            parsed = parse_rule_file(document)
+        except RuleError as exc:
+            errors.extend(exc.diagnostics)
+            continue
+        errors.extend(parsed.errors)
+        sets.append(RuleSet(parsed.rules, parsed.notes))
+    try:
         rule_set = merge(sets)
-    rule_set.check(schema)
+        rule_set.check(schema)
+    except RuleError as exc:
+        errors.extend(exc.diagnostics)
+    if errors:
+        raise RuleError(sorted(errors, key=_source_order))
     return rule_set
+
+
+def _source_order(d: Diagnostic) -> tuple[str, int, int]:
+    p = d.position
+    return (p.file or "", p.line, p.column) if p else ("", 0, 0)
 
 
 def rule_files(path: str | Path) -> list[Path]:
@@ -157,6 +170,6 @@ def rule_files(path: str | Path) -> list[Path]:
 def _looks_like_path(source: str | Path) -> bool:
     if isinstance(source, Path):
         return True
-    if "\n" in source or (":" in source and not Path(source).exists()):
+    if not source.strip() or "\n" in source:
         return False
     return Path(source).exists() or source.endswith((".yaml", ".yml"))
