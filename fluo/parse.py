@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
@@ -32,6 +32,7 @@ from fluo.errors import Diagnostic, RuleError, did_you_mean
 from fluo.load import Located
 
 Locator = Callable[[int], Position]
+_T = TypeVar("_T")
 
 DURATION_UNITS: dict[str, int] = {
     "ns": 1,
@@ -612,7 +613,7 @@ def _check_keys(
             errors.append(Diagnostic(f"unknown key '{key}' in {what}", value.key_pos, hint=hint))
 
 
-def _collect(errors: list[Diagnostic], fn: Callable[[], Any]) -> Any:
+def _collect(errors: list[Diagnostic], fn: Callable[[], _T]) -> _T | None:
     """Run `fn`; on RuleError record its diagnostics and return None."""
     try:
         return fn()
@@ -631,7 +632,7 @@ def _parse_lists(node: Located | None, errors: list[Diagnostic]) -> dict[str, as
                 Diagnostic(f"list '{name}' must be a YAML list, not {value.kind}", value.pos)
             )
             continue
-        items = [_collect(errors, lambda v=v: yaml_literal(v)) for v in value.value]
+        items = [_collect(errors, functools.partial(yaml_literal, v)) for v in value.value]
         lists[name] = ast.ListLit(tuple(i for i in items if i is not None), pos=value.pos)
     return lists
 
@@ -650,7 +651,8 @@ def _parse_macros(
             errors.append(Diagnostic(f"macro '{name}' must be an expression string", value.pos))
             continue
         body = _collect(
-            errors, lambda v=value: parse_expression(v.value, locate=v.locate, lists=lists)
+            errors,
+            functools.partial(parse_expression, value.value, locate=value.locate, lists=lists),
         )
         if body is not None:
             raw[name] = body
@@ -672,7 +674,7 @@ def _parse_macros(
         return expanded[name]
 
     for name in raw:
-        _collect(errors, lambda name=name: expand(name, ()))
+        _collect(errors, functools.partial(expand, name, ()))
     return expanded
 
 
@@ -723,7 +725,7 @@ def _parse_rule(
     if conditions is not None:
         if isinstance(conditions.value, list) and conditions.value:
             for item in conditions.value:
-                cond = _collect(errors, lambda item=item: parse_condition(item, lists, notes))
+                cond = _collect(errors, functools.partial(parse_condition, item, lists, notes))
                 if cond is not None:
                     predicates.append(cond)
         else:
