@@ -7,7 +7,7 @@ Exit codes: 0 the run completed (no rule marked `fail` fired), 1 a rule marked
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fluo.ast import SEVERITIES
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
 from fluo.output import format_for, write_signals
 from fluo.rules import RuleSet, load_rules
@@ -31,11 +32,11 @@ app = typer.Typer(
     help="fluo: behavioral assurance rules over OpenTelemetry span tables.",
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
@@ -155,15 +156,27 @@ def _report(rule_set: RuleSet, result: RunResult, limit: int) -> None:
             if action.kind == "log" and result.counts.get(rule.name):
                 err.print(f"[{rule.name}] {action.text}", markup=False)
     if limit and result.signals.height:
-        table = Table(
-            title=f"first {min(limit, result.signals.height)} of {result.signals.height} signals"
+        _print_top(result.signals, limit)
+
+
+def _print_top(signals: pl.DataFrame, limit: int) -> None:
+    """The most severe signals first, then by time."""
+    rank = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    top = (
+        signals.with_columns(pl.col("severity").replace_strict(rank, default=len(rank)).alias("r"))
+        .sort(["r", "time"])
+        .head(limit)
+        .with_columns(
+            pl.col("time").dt.strftime("%H:%M:%S%.3f"), pl.col("trace_id").str.slice(0, 16)
         )
-        shown = ("time", "rule", "service", "name", "trace_id", "span_id", "message")
-        for column in shown:
-            table.add_column(column)
-        for row in result.signals.head(limit).iter_rows(named=True):
-            table.add_row(*(str(row[c]) if row[c] is not None else "" for c in shown))
-        out.print(table)
+    )
+    table = Table(title=f"{top.height} of {signals.height} signals, most severe first")
+    shown = ("time", "severity", "rule", "service", "trace_id", "message")
+    for column in shown:
+        table.add_column(column, overflow="fold")
+    for row in top.iter_rows(named=True):
+        table.add_row(*(str(row[c]) if row[c] is not None else "" for c in shown))
+    out.print(table)
 
 
 @app.command()

@@ -48,9 +48,8 @@ def spans(*rows: dict[str, Any], promoted: dict[str, pl.DataType] | None = None)
             "resource_attributes": row.pop("resource", {}),
         }
         record.update(row)
-        for key, dtype in (promoted or {}).items():
-            raw = (attrs or {}).get(key)
-            record[f"attr.{key}"] = raw
+        for key in promoted or {}:
+            record[f"attr.{key}"] = (attrs or {}).get(key)
         records.append(record)
     schema = dict(CANONICAL_COLUMNS)
     schema["span_attributes"] = ATTRIBUTE_MAP

@@ -124,8 +124,8 @@ def test_regex_error_points_inside_the_pattern() -> None:
             None,
         ),
         (
-            "rules:\n  r:\n    conditions:\n      - op: greater-thn\n        field: span.durationMs\n"
-            "        value: 3\n",
+            "rules:\n  r:\n    conditions:\n      - op: greater-thn\n"
+            "        field: span.durationMs\n        value: 3\n",
             "unknown operator 'greater-thn'",
             "did you mean 'greater-than'?",
         ),

@@ -26,7 +26,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_default_run_surfaces_the_payment_gateway_bottleneck() -> None:
-    code, stdout, stderr = invoke("run", "--format", "jsonl")
+    code, stdout, _ = invoke("run", "--format", "jsonl")
     assert code == 0
     rows = [json.loads(line) for line in stdout.splitlines()]
     slow = [r for r in rows if r["rule"] == "payment_gateway_bottleneck"]
