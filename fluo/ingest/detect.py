@@ -1,0 +1,274 @@
+"""Find the span files behind each input and tell their format.
+
+An input is a file, a directory (searched recursively) or a glob. Each file found gets a
+format ("parquet", "ipc" or "otlp-json"), decided by its first bytes when they are
+decisive and by its suffix otherwise, and the Hive partition values (``key=value``
+folders) between the input's root and the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob as globlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+import polars as pl
+
+from fluo.errors import DataError
+from fluo.schema import CANONICAL_COLUMNS
+
+PARQUET = "parquet"
+IPC = "ipc"
+OTLP_JSON = "otlp-json"
+FORMATS = (PARQUET, IPC, OTLP_JSON)
+
+_SUFFIXES = {
+    ".parquet": PARQUET,
+    ".pq": PARQUET,
+    ".parq": PARQUET,
+    ".arrow": IPC,
+    ".ipc": IPC,
+    ".feather": IPC,
+    ".arrows": IPC,
+    ".json": OTLP_JSON,
+    ".jsonl": OTLP_JSON,
+    ".ndjson": OTLP_JSON,
+}
+
+GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_PARQUET_MAGICS = (b"PAR1", b"PARE")
+ARROW_FILE_MAGIC = b"ARROW1"
+ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"
+_FEATHER_V1_MAGIC = b"FEA1"
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_HIVE_DEFAULT = "__HIVE_DEFAULT_PARTITION__"
+
+HiveValue = str | int | dt.date | None
+
+
+@dataclass(frozen=True)
+class SpanFile:
+    """One file to read: its path, format and Hive partition values (key -> raw text)."""
+
+    path: str
+    format: str
+    hive: dict[str, str | None] = field(default_factory=dict)
+
+
+def check_format(format: str | None) -> str | None:
+    """Validate a forced format name ("otlp_json" and "feather" are accepted spellings)."""
+    if format is None:
+        return None
+    name = format.strip().lower().replace("_", "-")
+    name = {"arrow": IPC, "feather": IPC, "otlp": OTLP_JSON, "json": OTLP_JSON}.get(name, name)
+    if name not in FORMATS:
+        raise DataError(f"unknown span format '{format}'; expected one of {', '.join(FORMATS)}")
+    return name
+
+
+def read_head(path: str, size: int = 64) -> bytes:
+    """The first `size` bytes of a file, or a DataError if it cannot be opened."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except FileNotFoundError:
+        raise DataError("no such file", path=path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", path=path) from None
+
+
+def sniff(head: bytes) -> str | None:
+    """The format that a file's first bytes prove, or None when they prove nothing."""
+    if head.startswith(_PARQUET_MAGICS):
+        return PARQUET
+    if head.startswith(ARROW_FILE_MAGIC) or head.startswith(ARROW_STREAM_MAGIC):
+        return IPC
+    if head.startswith(GZIP_MAGIC):
+        return OTLP_JSON
+    return None
+
+
+def format_from_suffix(path: str) -> str | None:
+    """The format that a file name suggests (``.json.gz`` counts as ``.json``)."""
+    name = path.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+        return OTLP_JSON if _SUFFIXES.get(os.path.splitext(name)[1]) == OTLP_JSON else None
+    return _SUFFIXES.get(os.path.splitext(name)[1])
+
+
+def detect_format(path: str, head: bytes | None = None) -> str:
+    """The format of one file: decisive magic bytes, then the suffix, then a JSON sniff."""
+    if head is None:
+        head = read_head(path)
+    if not head:
+        raise DataError("empty file", path=path)
+    found = sniff(head)
+    if found:
+        return found
+    if head.startswith(_ZSTD_MAGIC):
+        raise DataError("zstd-compressed input is not supported; decompress it first", path=path)
+    if head.startswith(_FEATHER_V1_MAGIC):
+        raise DataError("Feather v1 files are not supported; rewrite as Feather v2/IPC", path=path)
+    found = format_from_suffix(path)
+    if found:
+        return found
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"{"):
+        return OTLP_JSON
+    raise DataError(
+        "cannot tell the format of this file (not Parquet, Arrow IPC or OTLP JSON); "
+        "pass format= to force one",
+        path=path,
+    )
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith((".", "_"))
+
+
+def _listed(path: str, forced: str | None) -> bool:
+    """Whether a file met while walking a directory or a glob is a span file to read."""
+    if _is_hidden(os.path.basename(path)):
+        return False
+    if forced is not None or format_from_suffix(path) is not None:
+        return True
+    if os.path.splitext(path)[1]:
+        return False  # some other kind of file (README.md, meta.yaml, ...)
+    try:
+        with open(path, "rb") as f:
+            return sniff(f.read(8)) is not None
+    except OSError:
+        return False
+
+
+def _walk(root: str, forced: str | None) -> list[str]:
+    """Every span file under a directory, in sorted order, skipping hidden files and folders."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            if _listed(full, forced):
+                found.append(full)
+    return found
+
+
+def _hive_parts(root: str, path: str) -> dict[str, str | None]:
+    """The ``key=value`` folders between `root` and `path`, values URL-decoded."""
+    rel = os.path.relpath(os.path.dirname(path), root)
+    parts: dict[str, str | None] = {}
+    if rel in (".", ""):
+        return parts
+    for segment in Path(rel).parts:
+        key, eq, value = segment.partition("=")
+        if eq and key and key != "..":
+            text = unquote(value)
+            parts[unquote(key)] = None if text == _HIVE_DEFAULT else text
+    return parts
+
+
+def _glob_root(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard: Hive folders count from there."""
+    parts = Path(pattern).parts
+    fixed: list[str] = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS.search(part):
+            break
+        fixed.append(part)
+    return str(Path(*fixed)) if fixed else "."
+
+
+def expand_input(item: str | Path, forced: str | None) -> list[SpanFile]:
+    """The span files behind one input (file, directory or glob), with formats and Hive values."""
+    text = os.path.expanduser(os.fspath(item))
+    if not text:
+        raise DataError("empty path given as span input")
+    if os.path.isdir(text):
+        files = _walk(text, forced)
+        if not files:
+            raise DataError("directory holds no span files (.parquet, .arrow, .json, ...)", text)
+        return [_classify(f, forced, _hive_parts(text, f)) for f in files]
+    if os.path.exists(text) or not _GLOB_CHARS.search(text):
+        return [_classify(text, forced, {})]
+    root = _glob_root(text)
+    files = []
+    for match in sorted(globlib.glob(text, recursive=True)):
+        if os.path.isdir(match):
+            files.extend(_walk(match, forced))
+        elif _listed(match, forced):
+            files.append(match)
+    if not files:
+        raise DataError("no span files match this pattern", path=text)
+    return [_classify(f, forced, _hive_parts(root, f)) for f in files]
+
+
+def _classify(path: str, forced: str | None, hive: dict[str, str | None]) -> SpanFile:
+    head = read_head(path)
+    if not head:
+        raise DataError("empty file", path=path)
+    return SpanFile(path, forced or detect_format(path, head), hive)
+
+
+def expand_inputs(paths: str | Path | Sequence[str | Path], forced: str | None) -> list[SpanFile]:
+    """Every span file behind `paths`, each once, in the order given."""
+    items: list[str | Path] = [paths] if isinstance(paths, str | Path) else list(paths)
+    if not items:
+        raise DataError("no span inputs given")
+    seen: set[str] = set()
+    out: list[SpanFile] = []
+    for item in items:
+        if not isinstance(item, str | Path):
+            raise DataError(f"span input must be a path, not {type(item).__name__}")
+        for span_file in expand_input(item, forced):
+            key = os.path.realpath(span_file.path)
+            if key not in seen:
+                seen.add(key)
+                out.append(span_file)
+    return out
+
+
+_INT_RE = re.compile(r"-?\d{1,18}")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def hive_columns(files: Sequence[SpanFile]) -> dict[str, tuple[pl.DataType, list[HiveValue]]]:
+    """Hive partition columns over `files`: key -> (dtype, one value per file, None if absent).
+
+    Values that are all integers become Int64, all ISO dates Date, anything else String;
+    a key named like a canonical text column (service_name=...) stays String.
+    """
+    keys: list[str] = []
+    for f in files:
+        keys.extend(k for k in f.hive if k not in keys)
+    columns: dict[str, tuple[pl.DataType, list[HiveValue]]] = {}
+    for key in keys:
+        raw = [f.hive.get(key) for f in files]
+        present = [v for v in raw if v is not None]
+        values: list[HiveValue]
+        dtype: pl.DataType
+        if CANONICAL_COLUMNS.get(key) == pl.String:
+            dtype, values = pl.String(), list(raw)
+        elif present and all(_INT_RE.fullmatch(v) for v in present):
+            dtype, values = pl.Int64(), [None if v is None else int(v) for v in raw]
+        elif present and all(_DATE_RE.fullmatch(v) and _is_date(v) for v in present):
+            dtype = pl.Date()
+            values = [None if v is None else dt.date.fromisoformat(v) for v in raw]
+        else:
+            dtype, values = pl.String(), list(raw)
+        columns[key] = (dtype, values)
+    return columns
+
+
+def _is_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,606 @@
+"""Read OTLP JSON span files (the OpenTelemetry Collector file exporter's output).
+
+A file holds one TracesData document, or JSON lines with one TracesData per line, or
+several documents one after another; it may be gzipped. Spans are collected as plain
+Python lists, one per column, and turned into one canonical frame at the end.
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.json as pa_json  # type: ignore[import-untyped, unused-ignore]
+
+from fluo.errors import DataError
+from fluo.ingest.detect import GZIP_MAGIC
+from fluo.ingest.normalize import (
+    KIND_BY_SPELLING,
+    STATUS_BY_SPELLING,
+    MapColumn,
+    any_value_text,
+    finish_spans,
+    map_series,
+)
+from fluo.schema import CANONICAL_COLUMNS
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def read_otlp_json(path: str) -> pl.DataFrame:
+    """Read one OTLP JSON file (document, JSON lines, gzipped or not) into canonical rows.
+
+    Uses Arrow's multi-threaded JSON reader when the file fits its fixed schema (the usual
+    collector output); otherwise, or when anything is off, the exact Python reader, which
+    also produces the precise error messages.
+    """
+    data = load_bytes(path)
+    fast = read_fast(data)
+    return fast if fast is not None else read_exact(data, path)
+
+
+def read_exact(data: bytes, path: str) -> pl.DataFrame:
+    """The Python reader: json per record, columns as lists, precise DataErrors."""
+    builder = SpanBuilder(path)
+    # The columns hold millions of small objects that never form cycles: pausing the cyclic
+    # garbage collector while they grow makes parsing about twice as fast.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for line, doc in iter_documents(data, path):
+            builder.add_document(doc, line)
+        return builder.finish()
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def load_bytes(path: str) -> bytes:
+    """A file's bytes, gunzipped if they start with the gzip magic bytes."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", path=path) from None
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"truncated or corrupt gzip data: {exc}", path=path) from None
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    if not data.strip():
+        raise DataError("empty file", path=path)
+    return data
+
+
+def _json_error(exc: json.JSONDecodeError, path: str, line: int | None = None) -> DataError:
+    return DataError(
+        f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, record=line or exc.lineno
+    )
+
+
+def _unicode_error(exc: UnicodeDecodeError, data: bytes, path: str, base: int = 1) -> DataError:
+    line = base + data.count(b"\n", 0, exc.start)
+    return DataError(f"not UTF-8 text: {exc.reason}", path=path, record=line)
+
+
+def iter_documents(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
+    """Each JSON value in `data` with the 1-based line it starts on.
+
+    A whole-file document, JSON lines (parsed line by line, so errors name the exact
+    line), or pretty-printed documents one after another.
+    """
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise _unicode_error(exc, data, path) from None
+    except json.JSONDecodeError as exc:
+        if _looks_like_json_lines(data):
+            yield from _json_lines(data, path)
+        elif exc.msg == "Extra data":
+            yield from _concatenated(data, path)
+        else:
+            raise _json_error(exc, path) from None
+        return
+    stripped = data.lstrip()
+    yield 1 + data.count(b"\n", 0, len(data) - len(stripped)), doc
+
+
+def _looks_like_json_lines(data: bytes) -> bool:
+    """Whether one of the first non-blank lines is, on its own, a whole TracesData object."""
+    seen = start = 0
+    while seen < 3 and start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        raw, start = data[start:end], end + 1
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            value = None
+        if isinstance(value, dict) and ("resourceSpans" in value or "result" in value):
+            return True
+        seen += 1
+    return False
+
+
+def _json_lines(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, json.loads(raw)
+        except UnicodeDecodeError as exc:
+            raise _unicode_error(exc, raw, path, number) from None
+        except json.JSONDecodeError as exc:
+            raise _json_error(exc, path, number) from None
+
+
+def _concatenated(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _unicode_error(exc, data, path) from None
+    decoder = json.JSONDecoder()
+    index, line, size = 0, 1, len(text)
+    while True:
+        start = index
+        while index < size and text[index] in " \t\r\n":
+            index += 1
+        line += text.count("\n", start, index)
+        if index >= size:
+            return
+        try:
+            value, end = decoder.raw_decode(text, index)
+        except json.JSONDecodeError as exc:
+            raise _json_error(exc, path) from None
+        yield line, value
+        line += text.count("\n", index, end)
+        index = end
+
+
+def _resource_spans(doc: Any, path: str, line: int) -> list[Any]:
+    """The resourceSpans list of a TracesData value (Jaeger's {"result": ...} wrapper too)."""
+    if isinstance(doc, dict) and "resourceSpans" not in doc and isinstance(doc.get("result"), dict):
+        doc = doc["result"]
+    if not isinstance(doc, dict) or "resourceSpans" not in doc:
+        if isinstance(doc, dict):
+            found = "keys " + ", ".join(list(doc)[:10]) if doc else "an empty object"
+        else:
+            found = f"a JSON {type(doc).__name__}"
+        raise DataError(
+            f"not OTLP TracesData: expected an object with 'resourceSpans', found {found}",
+            path=path,
+            record=line,
+        )
+    spans = doc["resourceSpans"]
+    if spans is None:
+        return []
+    if not isinstance(spans, list):
+        raise DataError("'resourceSpans' must be a list", path=path, record=line)
+    return spans
+
+
+def _text_or_none(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {value!r}")
+    return value
+
+
+class SpanBuilder:
+    """Collects the spans of OTLP TracesData values into columns, then builds one frame."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.trace_ids: list[str] = []
+        self.span_ids: list[str] = []
+        self.parents: list[str | None] = []
+        self.names: list[str] = []
+        self.kinds: list[str | None] = []
+        self.starts: list[int | None] = []
+        self.ends: list[int | None] = []
+        self.status_codes: list[str | None] = []
+        self.status_messages: list[str | None] = []
+        self.lines: list[int] = []
+        self.resource_index: list[int] = []
+        self.scope_index: list[int] = []
+        self.scope_names: list[str | None] = []
+        self.scope_versions: list[str | None] = []
+        self.span_attributes = MapColumn()
+        self.resource_attributes = MapColumn()
+
+    def add_document(self, doc: Any, line: int) -> None:
+        """Add every span of one TracesData value that starts on `line`."""
+        where = "resourceSpans"
+        try:
+            for ri, rs in enumerate(_resource_spans(doc, self.path, line)):
+                where = f"resourceSpans[{ri}]"
+                resource = rs.get("resource") or {}
+                self._add_attributes(resource.get("attributes"), self.resource_attributes)
+                resource_row = len(self.resource_attributes) - 1
+                key = "scopeSpans" if "scopeSpans" in rs else "instrumentationLibrarySpans"
+                for si, ss in enumerate(rs.get(key) or ()):
+                    where = f"resourceSpans[{ri}].{key}[{si}]"
+                    scope = ss.get("scope")
+                    if scope is None:
+                        scope = ss.get("instrumentationLibrary") or {}
+                    self.scope_names.append(_text_or_none(scope.get("name"), "scope name"))
+                    self.scope_versions.append(_text_or_none(scope.get("version"), "scope version"))
+                    spans = ss.get("spans") or []
+                    self._add_spans(spans, f"{where}.spans")
+                    count = len(spans)
+                    self.resource_index.extend([resource_row] * count)
+                    self.scope_index.extend([len(self.scope_names) - 1] * count)
+                    self.lines.extend([line] * count)
+        except DataError as exc:
+            if exc.path is None:
+                raise DataError(exc.message, path=self.path, record=line) from None
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DataError(
+                f"malformed TracesData at {where}: {reason}", path=self.path, record=line
+            ) from None
+
+    def _add_spans(self, spans: Any, where: str) -> None:
+        """Append one scope's spans to the columns (the hot loop: keep it lean)."""
+        if not isinstance(spans, list):
+            raise ValueError("'spans' must be a list")
+        trace_ids, span_ids, parents = self.trace_ids, self.span_ids, self.parents
+        names, kinds, starts, ends = self.names, self.kinds, self.starts, self.ends
+        codes, messages = self.status_codes, self.status_messages
+        kind_of, status_of = KIND_BY_SPELLING.get, STATUS_BY_SPELLING.get
+        keys, values = self.span_attributes.keys, self.span_attributes.values
+        offsets = self.span_attributes.offsets
+        k = 0
+        try:
+            for k, sp in enumerate(spans):
+                tid = sp.get("traceId")
+                sid = sp.get("spanId")
+                if type(tid) is not str or type(sid) is not str or not tid or not sid:
+                    bad = "traceId" if type(tid) is not str or not tid else "spanId"
+                    shown = "missing" if sp.get(bad) is None else f"invalid ({sp.get(bad)!r})"
+                    raise DataError(f"span {where}[{k}]: {bad} is {shown}")
+                trace_ids.append(tid)
+                span_ids.append(sid)
+                parent = sp.get("parentSpanId")
+                if parent is not None and type(parent) is not str:
+                    raise ValueError(f"parentSpanId must be a string, not {parent!r}")
+                parents.append(parent)
+                name = sp.get("name")
+                if type(name) is not str:
+                    if name is not None:
+                        raise ValueError(f"name must be a string, not {name!r}")
+                    name = ""
+                names.append(name)
+                kind = sp.get("kind")
+                kinds.append(None if kind is None else kind_of(kind))
+                start = sp.get("startTimeUnixNano")
+                end = sp.get("endTimeUnixNano")
+                starts.append(int(start) if start else None)
+                ends.append(int(end) if end else None)
+                status = sp.get("status")
+                if status:
+                    code = status.get("code")
+                    codes.append(None if code is None else status_of(code))
+                    message = status.get("message")
+                    messages.append(message if message else None)
+                else:
+                    codes.append(None)
+                    messages.append(None)
+                attributes = sp.get("attributes")
+                if attributes:
+                    for kv in attributes:
+                        value = kv.get("value")
+                        text = value.get("stringValue") if value else None
+                        if type(text) is not str:
+                            text = any_value_text(value)
+                        keys.append(kv["key"])
+                        values.append(text)
+                offsets.append(len(keys))
+        except DataError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(f"span {k}: {reason}") from None
+
+    @staticmethod
+    def _add_attributes(attributes: Any, column: MapColumn) -> None:
+        """Append one row of attributes (a KeyValue list) to a map column."""
+        if attributes:
+            for kv in attributes:
+                column.keys.append(kv["key"])
+                column.values.append(any_value_text(kv.get("value")))
+        column.end_row()
+
+    def finish(self) -> pl.DataFrame:
+        """The canonical frame of every span added."""
+        if not self.trace_ids:
+            return pl.DataFrame(schema=CANONICAL_COLUMNS)
+        try:
+            span_attributes = self.span_attributes.series("span_attributes")
+            resource_attributes = self.resource_attributes.series("resource_attributes")
+        except (TypeError, ValueError, OverflowError) as exc:  # a non-string key
+            raise DataError(f"malformed attributes: {exc}", path=self.path) from None
+        starts = self._times(self.starts, "startTimeUnixNano")
+        ends = self._times(self.ends, "endTimeUnixNano")
+        resource_rows = pl.Series(self.resource_index, dtype=pl.UInt32)
+        scope_rows = pl.Series(self.scope_index, dtype=pl.UInt32)
+        raw = pl.DataFrame(
+            {
+                "trace_id": pl.Series(self.trace_ids, dtype=pl.String),
+                "span_id": pl.Series(self.span_ids, dtype=pl.String),
+                "parent_span_id": pl.Series(self.parents, dtype=pl.String),
+                "name": pl.Series(self.names, dtype=pl.String),
+                "kind": pl.Series(self.kinds, dtype=pl.String),
+                "start_ns": starts,
+                "end_ns": ends,
+                "status_code": pl.Series(self.status_codes, dtype=pl.String),
+                "status_message": self._texts(self.status_messages, "status message"),
+                "scope_name": pl.Series(self.scope_names, dtype=pl.String).gather(scope_rows),
+                "scope_version": pl.Series(self.scope_versions, dtype=pl.String).gather(scope_rows),
+                "span_attributes": span_attributes,
+                "resource_attributes": resource_attributes.gather(resource_rows),
+            }
+        )
+        return finish_spans(raw)
+
+    def _times(self, values: list[int | None], field: str) -> pl.Series:
+        """Unix nanoseconds as Int64; 0 (the proto default) means unknown."""
+        try:
+            series = pl.Series(values, dtype=pl.Int64)
+        except (OverflowError, TypeError, ValueError, pl.exceptions.PolarsError):
+            for i, value in enumerate(values):
+                if value is not None and not -(2**63) <= value < 2**63:
+                    raise DataError(
+                        f"{field} {value} is out of range", path=self.path, record=self.lines[i]
+                    ) from None
+            raise
+        return series.replace(0, None)
+
+    def _texts(self, values: list[Any], what: str) -> pl.Series:
+        for i, value in enumerate(values):
+            if value is not None and type(value) is not str:
+                raise DataError(
+                    f"{what} must be a string, not {value!r}", path=self.path, record=self.lines[i]
+                )
+        return pl.Series(values, dtype=pl.String)
+
+
+# --- the Arrow fast path ------------------------------------------------------------------
+
+_SCALAR_VALUE_FIELDS = [
+    ("stringValue", pa.string()),
+    ("intValue", pa.string()),
+    ("boolValue", pa.bool_()),
+    ("doubleValue", pa.float64()),
+    ("bytesValue", pa.string()),
+]
+# Fields declared with the null type make Arrow's reader fail (and the fast path decline)
+# whenever they hold anything: deeper nesting, old names, wrappers.
+_INNER_VALUE = pa.struct(
+    [*_SCALAR_VALUE_FIELDS, ("arrayValue", pa.null()), ("kvlistValue", pa.null())]
+)
+_VALUE = pa.struct(
+    [
+        *_SCALAR_VALUE_FIELDS,
+        ("arrayValue", pa.struct([("values", pa.list_(_INNER_VALUE))])),
+        (
+            "kvlistValue",
+            pa.struct(
+                [("values", pa.list_(pa.struct([("key", pa.string()), ("value", _INNER_VALUE)])))]
+            ),
+        ),
+    ]
+)
+_KEY_VALUES = pa.list_(pa.struct([("key", pa.string()), ("value", _VALUE)]))
+_SPAN = pa.struct(
+    [
+        ("traceId", pa.string()),
+        ("spanId", pa.string()),
+        ("parentSpanId", pa.string()),
+        ("name", pa.string()),
+        ("kind", pa.int64()),
+        ("startTimeUnixNano", pa.string()),
+        ("endTimeUnixNano", pa.string()),
+        ("attributes", _KEY_VALUES),
+        ("status", pa.struct([("code", pa.int64()), ("message", pa.string())])),
+    ]
+)
+_SCOPE_SPANS = pa.struct(
+    [
+        ("scope", pa.struct([("name", pa.string()), ("version", pa.string())])),
+        ("instrumentationLibrary", pa.null()),
+        ("spans", pa.list_(_SPAN)),
+    ]
+)
+_RESOURCE_SPANS = pa.struct(
+    [
+        ("resource", pa.struct([("attributes", _KEY_VALUES)])),
+        ("scopeSpans", pa.list_(_SCOPE_SPANS)),
+        ("instrumentationLibrarySpans", pa.null()),
+    ]
+)
+_TRACES_DATA = pa.schema([("resourceSpans", pa.list_(_RESOURCE_SPANS)), ("result", pa.null())])
+_BLOCK = 16 << 20
+_KIND_NAMES = [KIND_BY_SPELLING[i] for i in range(6)]
+_STATUS_NAMES = [STATUS_BY_SPELLING[i] for i in range(3)]
+
+
+class _Decline(Exception):
+    """The fast path does not apply; the exact reader takes over."""
+
+
+def read_fast(data: bytes) -> pl.DataFrame | None:
+    """Canonical rows via Arrow's multi-threaded JSON reader, or None to use `read_exact`.
+
+    Gives the same rows as `read_exact` for every file it accepts; anything unusual
+    (numbers where the collector writes strings, attribute values nested two deep,
+    missing ids, old field names, ...) makes it decline rather than guess.
+    """
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # Arrow's reader does not check; the exact reader reports it
+        except UnicodeDecodeError:
+            return None
+    lines = _looks_like_json_lines(data)
+    try:
+        table = _parse(data, lines, _BLOCK if lines else len(data) + 1)
+    except pa.ArrowInvalid as exc:
+        if not lines or "straddling" not in str(exc):
+            return None
+        try:
+            table = _parse(data, True, len(data) + 1)
+        except pa.ArrowException:
+            return None
+    except pa.ArrowException:
+        return None
+    try:
+        return _flatten(table)
+    except (_Decline, pa.ArrowException, pl.exceptions.PolarsError):
+        return None
+
+
+def _parse(data: bytes, lines: bool, block_size: int) -> Any:
+    return pa_json.read_json(
+        pa.BufferReader(data),
+        read_options=pa_json.ReadOptions(block_size=block_size),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=_TRACES_DATA,
+            unexpected_field_behavior="ignore",
+            newlines_in_values=not lines,
+        ),
+    )
+
+
+def _field(structs: Any, name: str) -> Any:
+    """A struct array's child, null where the struct itself is null."""
+    return pc.struct_field(structs, name)
+
+
+def _children(lists: Any, nullable: bool = True) -> tuple[Any, Any]:
+    """A list array's elements and, for each, the index of the list it came from.
+
+    A null list counts as empty when `nullable`; a null element makes the fast path decline.
+    """
+    if lists.null_count and not nullable:
+        raise _Decline
+    elements = pc.list_flatten(lists)
+    if elements.null_count:
+        raise _Decline
+    return elements, pc.list_parent_indices(lists)
+
+
+def _flatten(table: Any) -> pl.DataFrame:
+    """The canonical frame from Arrow's nested TracesData table."""
+    resources, _ = _children(table.column("resourceSpans").combine_chunks(), nullable=False)
+    scopes, scope_resource = _children(_field(resources, "scopeSpans"))
+    spans, span_scope = _children(_field(scopes, "spans"))
+    if len(spans) == 0:
+        return pl.DataFrame(schema=CANONICAL_COLUMNS)
+    span_scope_rows = pl.Series(span_scope, dtype=pl.UInt32)
+    span_resource = pl.Series(scope_resource, dtype=pl.UInt32).gather(span_scope_rows)
+
+    def text(structs: Any, name: str) -> pl.Series:
+        return pl.Series(name, _field(structs, name)).cast(pl.String)
+
+    trace_ids, span_ids = text(spans, "traceId"), text(spans, "spanId")
+    if (trace_ids.fill_null("") == "").any() or (span_ids.fill_null("") == "").any():
+        raise _Decline
+    scope, status = _field(scopes, "scope"), _field(spans, "status")
+    resource_attributes = _attribute_maps(_field(_field(resources, "resource"), "attributes"))
+    raw = pl.DataFrame(
+        {
+            "trace_id": trace_ids,
+            "span_id": span_ids,
+            "parent_span_id": text(spans, "parentSpanId"),
+            "name": text(spans, "name").fill_null(""),
+            "kind": pl.Series(_field(spans, "kind")).replace_strict(
+                list(range(6)), _KIND_NAMES, default="UNSPECIFIED", return_dtype=pl.String
+            ),
+            "start_ns": _nanos(text(spans, "startTimeUnixNano")),
+            "end_ns": _nanos(text(spans, "endTimeUnixNano")),
+            "status_code": pl.Series(_field(status, "code")).replace_strict(
+                [0, 1, 2], _STATUS_NAMES, default="UNSET", return_dtype=pl.String
+            ),
+            "status_message": text(status, "message").replace("", None),
+            "scope_name": text(scope, "name").replace("", None).gather(span_scope_rows),
+            "scope_version": text(scope, "version").replace("", None).gather(span_scope_rows),
+            "span_attributes": _attribute_maps(_field(spans, "attributes")),
+            "resource_attributes": resource_attributes.gather(span_resource),
+        }
+    )
+    return finish_spans(raw)
+
+
+def _nanos(series: pl.Series) -> pl.Series:
+    """Decimal unix-nanosecond strings as Int64 ("" and 0 mean unknown, as in the exact path)."""
+    return series.replace("", None).cast(pl.Int64).replace(0, None)
+
+
+def _attribute_maps(lists: Any) -> pl.Series:
+    """One Map(String, String) per KeyValue list (a null list is an empty map)."""
+    entries, parents = _children(lists)
+    counts = pl.Series(parents, dtype=pl.UInt32).value_counts(sort=False)
+    lengths = pl.Series("n", [0] * len(lists), dtype=pl.Int64)
+    if len(counts):
+        lengths = lengths.scatter(counts[:, 0], counts[:, 1].cast(pl.Int64))
+    offsets = [0, *lengths.cum_sum().to_list()]
+    keys = pl.Series(_field(entries, "key")).cast(pl.String)
+    if keys.null_count():
+        raise _Decline
+    return map_series("map", offsets, keys.to_arrow(), _value_texts(_field(entries, "value")))
+
+
+def _value_texts(values: Any) -> Any:
+    """AnyValue structs as text, exactly as `any_value_text` renders them."""
+    columns = {name: pl.Series(name, _field(values, name)) for name, _ in _SCALAR_VALUE_FIELDS}
+    nested = pc.or_(
+        pc.is_valid(_field(values, "arrayValue")), pc.is_valid(_field(values, "kvlistValue"))
+    )
+    frame = pl.DataFrame({**columns, "nested": pl.Series(nested)})
+    boolean = pl.col("boolValue")
+    double = pl.col("doubleValue").cast(pl.String)
+    texts = frame.select(
+        text=pl.coalesce(
+            "stringValue",
+            "intValue",
+            pl.when(boolean).then(pl.lit("true")).when(boolean.not_()).then(pl.lit("false")),
+            pl.when(double.str.ends_with(".0")).then(double.str.head(-2)).otherwise(double),
+            "bytesValue",
+            pl.lit(""),
+        ),
+        # Rows the vectorised rendering cannot do: nested values, and doubles written with
+        # an exponent or not finite (format_double decides those).
+        python=pl.col("nested")
+        | (
+            pl.coalesce("stringValue", "intValue", boolean.cast(pl.String)).is_null()
+            & (double.str.contains("e") | ~pl.col("doubleValue").is_finite())
+        ).fill_null(False),
+    )
+    result = texts["text"]
+    if texts["python"].any():
+        rows = texts["python"].arg_true()
+        chosen = values.take(rows.to_arrow()).to_pylist()
+        result = result.scatter(rows, [any_value_text(_pruned(v)) for v in chosen])
+    return result.to_arrow()
+
+
+def _pruned(value: Any) -> Any:
+    """Arrow's to_pylist() of an AnyValue with the unset (None) fields removed."""
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
