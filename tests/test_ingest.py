@@ -12,6 +12,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from fluo.errors import DataError
@@ -424,6 +426,15 @@ def test_hive_key_that_is_also_a_file_column_keeps_the_file_value(tmp_path: Path
     assert scan_spans(tmp_path).collect()["name"].to_list() == ["op0"]
 
 
+def test_hive_partitions_on_json_files(tmp_path: Path) -> None:
+    for day in ("2026-01-01", "2026-01-02"):
+        (tmp_path / f"date={day}").mkdir()
+        write_json(tmp_path / f"date={day}" / "spans.jsonl", traces(span()), lines=True)
+    df = scan_spans(tmp_path).collect()
+    assert df["date"].cast(pl.String).to_list() == ["2026-01-01", "2026-01-02"]
+    assert df.select(list(CANONICAL_COLUMNS)).schema == pl.Schema(CANONICAL_COLUMNS)
+
+
 def test_globs_plain_and_recursive(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     canonical_frame(1).write_parquet(tmp_path / "a" / "one.parquet")
@@ -665,6 +676,8 @@ def test_malformed_structure_and_values(tmp_path: Path) -> None:
         "bad_attr.json": traces(span(attributes=[{"value": {"stringValue": "no key"}}])),
         "bad_value.json": traces(span(attributes=[kv("b", boolValue="maybe")])),
         "huge_time.json": traces(span(endTimeUnixNano=str(2**70))),
+        "surrogate.json": traces(span(name="\ud800")),
+        "key_not_text.json": traces(span(attributes=[{"key": 5, "value": {}}])),
     }
     for name, doc in cases.items():
         with pytest.raises(DataError) as exc:
@@ -753,3 +766,84 @@ def test_real_fixture_details() -> None:
     assert everything.height == sum(
         n for k, n in _OTLP_FIXTURES.items() if k.startswith(("otlp-json/", "otlp-jsonl/"))
     )
+
+
+# --- the two OTLP JSON readers agree ---------------------------------------------------------
+
+_IDS = st.sampled_from(
+    ["5B8EFFF798038103D269B633813FC60C", "abc", "6Lbf+fjUSyjxsivDvS9naA==", "kAf+pIRVStc=", "x-1"]
+)
+_SCALAR = st.one_of(
+    st.builds(lambda s: {"stringValue": s}, st.text(max_size=5)),
+    st.builds(lambda i: {"intValue": str(i)}, st.integers(-(2**63), 2**63 - 1)),
+    st.builds(lambda b: {"boolValue": b}, st.booleans()),
+    st.builds(lambda d: {"doubleValue": d}, st.floats(allow_nan=False, allow_infinity=False)),
+    st.builds(lambda b: {"bytesValue": b}, st.sampled_from(["", "AQID"])),
+    st.just({}),
+)
+_VALUE = st.one_of(
+    _SCALAR,
+    st.builds(lambda vs: {"arrayValue": {"values": vs}}, st.lists(_SCALAR, max_size=3)),
+    st.builds(
+        lambda kvs: {"kvlistValue": {"values": [{"key": k, "value": v} for k, v in kvs]}},
+        st.lists(st.tuples(st.text(max_size=3), _SCALAR), max_size=3),
+    ),
+)
+_SPAN = st.fixed_dictionaries(
+    {"traceId": _IDS, "spanId": _IDS},
+    optional={
+        "parentSpanId": st.one_of(_IDS, st.just(""), st.just("0" * 16)),
+        "name": st.text(max_size=5),
+        "kind": st.integers(0, 7),
+        "startTimeUnixNano": st.integers(0, 2**62).map(str),
+        "endTimeUnixNano": st.integers(0, 2**62).map(str),
+        "status": st.fixed_dictionaries(
+            {}, optional={"code": st.integers(0, 3), "message": st.sampled_from(["", "m"])}
+        ),
+        "attributes": st.lists(
+            st.builds(lambda k, v: {"key": k, "value": v}, st.text(max_size=4), _VALUE),
+            max_size=4,
+        ),
+    },
+)
+_RESOURCE_SPANS = st.fixed_dictionaries(
+    {
+        "resource": st.fixed_dictionaries(
+            {},
+            optional={
+                "attributes": st.lists(
+                    st.builds(
+                        lambda k, v: {"key": k, "value": v},
+                        st.sampled_from(["service.name", "a"]),
+                        _VALUE,
+                    ),
+                    max_size=2,
+                )
+            },
+        ),
+        "scopeSpans": st.lists(
+            st.fixed_dictionaries(
+                {"spans": st.lists(_SPAN, max_size=3)},
+                optional={
+                    "scope": st.fixed_dictionaries({}, optional={"name": st.text(max_size=3)})
+                },
+            ),
+            max_size=2,
+        ),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries({"resourceSpans": st.lists(_RESOURCE_SPANS, max_size=2)}),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_fast_and_exact_readers_agree(docs: list[Any]) -> None:
+    data = "".join(json.dumps(d) + "\n" for d in docs).encode()
+    fast = read_fast(data)
+    if fast is not None:
+        assert_frame_equal(fast, read_exact(data, "x.jsonl"))

@@ -151,7 +151,7 @@ def _listed(path: str, forced: str | None) -> bool:
 def _walk(root: str, forced: str | None) -> list[str]:
     """Every span file under a directory, in sorted order, skipping hidden files and folders."""
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)

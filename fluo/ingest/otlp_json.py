@@ -76,7 +76,7 @@ def load_bytes(path: str) -> bytes:
             raise DataError(f"truncated or corrupt gzip data: {exc}", path=path) from None
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
-    if not data.strip():
+    if not data or data.isspace():
         raise DataError("empty file", path=path)
     return data
 
@@ -198,6 +198,15 @@ def _text_or_none(value: Any, what: str) -> str | None:
     return value
 
 
+def _reason(exc: Exception) -> str:
+    """A short reason for a malformed-structure exception raised while walking the JSON."""
+    if isinstance(exc, KeyError):
+        return f"missing {exc}"
+    if isinstance(exc, AttributeError) and "'get'" in str(exc):
+        return "expected an object, found " + str(exc).split("'")[1]
+    return str(exc)
+
+
 class SpanBuilder:
     """Collects the spans of OTLP TracesData values into columns, then builds one frame."""
 
@@ -248,9 +257,8 @@ class SpanBuilder:
                 raise DataError(exc.message, path=self.path, record=line) from None
             raise
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
             raise DataError(
-                f"malformed TracesData at {where}: {reason}", path=self.path, record=line
+                f"malformed TracesData at {where}: {_reason(exc)}", path=self.path, record=line
             ) from None
 
     def _add_spans(self, spans: Any, where: str) -> None:
@@ -312,8 +320,7 @@ class SpanBuilder:
         except DataError:
             raise
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ValueError(f"span {k}: {reason}") from None
+            raise ValueError(f"span {k}: {_reason(exc)}") from None
 
     @staticmethod
     def _add_attributes(attributes: Any, column: MapColumn) -> None:
@@ -329,10 +336,17 @@ class SpanBuilder:
         if not self.trace_ids:
             return pl.DataFrame(schema=CANONICAL_COLUMNS)
         try:
-            span_attributes = self.span_attributes.series("span_attributes")
-            resource_attributes = self.resource_attributes.series("resource_attributes")
-        except (TypeError, ValueError, OverflowError) as exc:  # a non-string key
-            raise DataError(f"malformed attributes: {exc}", path=self.path) from None
+            return self._build()
+        except DataError:
+            raise
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
+            # e.g. a non-string attribute key, or text that is not valid Unicode
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(f"malformed span data: {reason}", path=self.path) from None
+
+    def _build(self) -> pl.DataFrame:
+        span_attributes = self.span_attributes.series("span_attributes")
+        resource_attributes = self.resource_attributes.series("resource_attributes")
         starts = self._times(self.starts, "startTimeUnixNano")
         ends = self._times(self.ends, "endTimeUnixNano")
         resource_rows = pl.Series(self.resource_index, dtype=pl.UInt32)
