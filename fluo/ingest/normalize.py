@@ -207,16 +207,18 @@ class MapColumn:
         return map_series(name, self.offsets, self.keys, self.values)
 
 
-def map_series(name: str, offsets: Sequence[int], keys: Any, values: Any) -> pl.Series:
+def map_series(name: str, offsets: Any, keys: Any, values: Any) -> pl.Series:
     """A Map(String, String) series from row offsets (rows + 1 of them) and flat keys/values.
 
-    Keys and values are Python lists of str or Arrow string arrays.
+    Each of the three is a Python list (of int / str) or an Arrow array.
     """
-    array = pa.MapArray.from_arrays(
-        pa.array(offsets, pa.int64() if offsets and offsets[-1] >= 2**31 else pa.int32()),
-        _large_strings(keys),
-        _large_strings(values),
-    )
+    keys, values = _large_strings(keys), _large_strings(values)
+    if keys.type != values.type:
+        keys, values = keys.cast(pa.large_string()), values.cast(pa.large_string())
+    if not isinstance(offsets, pa.Array):
+        offsets = pa.array(offsets, pa.int64())
+    offsets = offsets.cast(pa.int32() if len(keys) < 2**31 else pa.int64())
+    array = pa.MapArray.from_arrays(offsets, keys, values)
     series = pl.Series(name, array)
     return series if series.dtype == ATTRIBUTE_MAP else series.cast(ATTRIBUTE_MAP)
 
@@ -225,7 +227,7 @@ def _large_strings(values: Any) -> Any:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if isinstance(values, pa.Array):
-        return values.cast(pa.large_string())
+        return values if values.type == pa.string() else values.cast(pa.large_string())
     return pa.array(values, pa.large_string())
 
 

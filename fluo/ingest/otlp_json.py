@@ -565,50 +565,44 @@ def _nanos(series: pl.Series) -> pl.Series:
 
 def _attribute_maps(lists: Any) -> pl.Series:
     """One Map(String, String) per KeyValue list (a null list is an empty map)."""
-    entries, parents = _children(lists)
-    counts = pl.Series(parents, dtype=pl.UInt32).value_counts(sort=False)
-    lengths = pl.Series("n", [0] * len(lists), dtype=pl.Int64)
-    if len(counts):
-        lengths = lengths.scatter(counts[:, 0], counts[:, 1].cast(pl.Int64))
-    offsets = [0, *lengths.cum_sum().to_list()]
-    keys = pl.Series(_field(entries, "key")).cast(pl.String)
-    if keys.null_count():
+    entries, _ = _children(lists)
+    keys = _field(entries, "key")
+    if keys.null_count:
         raise _Decline
-    return map_series("map", offsets, keys.to_arrow(), _value_texts(_field(entries, "value")))
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).cast(pa.int64())
+    offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(lengths)])
+    return map_series("map", offsets, keys, _value_texts(_field(entries, "value")))
 
 
 def _value_texts(values: Any) -> Any:
-    """AnyValue structs as text, exactly as `any_value_text` renders them."""
-    columns = {name: pl.Series(name, _field(values, name)) for name, _ in _SCALAR_VALUE_FIELDS}
-    nested = pc.or_(
+    """AnyValue structs as an Arrow string array, exactly as `any_value_text` renders them.
+
+    Vectorised for strings, ints, bools, bytes and plain doubles; nested values and
+    doubles that need an exponent (or are not finite) go through `any_value_text`.
+    """
+    string, integer = _field(values, "stringValue"), _field(values, "intValue")
+    boolean, double = _field(values, "boolValue"), _field(values, "doubleValue")
+    bools = pc.if_else(boolean, "true", "false")
+    is_double = pc.and_(
+        pc.is_valid(double),
+        pc.and_(pc.is_null(string), pc.and_(pc.is_null(integer), pc.is_null(boolean))),
+    )
+    python = pc.or_(
         pc.is_valid(_field(values, "arrayValue")), pc.is_valid(_field(values, "kvlistValue"))
     )
-    frame = pl.DataFrame({**columns, "nested": pl.Series(nested)})
-    boolean = pl.col("boolValue")
-    double = pl.col("doubleValue").cast(pl.String)
-    texts = frame.select(
-        text=pl.coalesce(
-            "stringValue",
-            "intValue",
-            pl.when(boolean).then(pl.lit("true")).when(boolean.not_()).then(pl.lit("false")),
-            pl.when(double.str.ends_with(".0")).then(double.str.head(-2)).otherwise(double),
-            "bytesValue",
-            pl.lit(""),
-        ),
-        # Rows the vectorised rendering cannot do: nested values, and doubles written with
-        # an exponent or not finite (format_double decides those).
-        python=pl.col("nested")
-        | (
-            pl.coalesce("stringValue", "intValue", boolean.cast(pl.String)).is_null()
-            & (double.str.contains("e") | ~pl.col("doubleValue").is_finite())
-        ).fill_null(False),
-    )
-    result = texts["text"]
-    if texts["python"].any():
-        rows = texts["python"].arg_true()
-        chosen = values.take(rows.to_arrow()).to_pylist()
-        result = result.scatter(rows, [any_value_text(_pruned(v)) for v in chosen])
-    return result.to_arrow()
+    doubles = pa.nulls(len(values), pa.string())
+    if pc.any(is_double).as_py():
+        plain = pl.Series(double.filter(is_double)).cast(pl.String)
+        odd = (plain.str.contains("e") | plain.str.contains("n")).to_arrow()  # 1e-07, NaN, inf
+        plain = plain.str.strip_suffix(".0").to_arrow().cast(pa.string())
+        doubles = pc.replace_with_mask(doubles, is_double, plain)
+        python = pc.or_(python, pc.replace_with_mask(pa.repeat(False, len(values)), is_double, odd))
+    texts = pc.coalesce(string, integer, bools, doubles, _field(values, "bytesValue"), "")
+    if pc.any(python).as_py():
+        chosen = values.filter(python).to_pylist()
+        fixed = pa.array([any_value_text(_pruned(v)) for v in chosen], pa.string())
+        texts = pc.replace_with_mask(texts, python, fixed)
+    return texts
 
 
 def _pruned(value: Any) -> Any:
