@@ -130,6 +130,7 @@ def detect_format(path: str, head: bytes | None = None) -> str:
 
 
 def _is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (starts with . or _)."""
     return name.startswith((".", "_"))
 
 
@@ -210,6 +211,7 @@ def expand_input(item: str | Path, forced: str | None) -> list[SpanFile]:
 
 
 def _classify(path: str, forced: str | None, hive: dict[str, str | None]) -> SpanFile:
+    """A SpanFile for one path, its format forced or detected."""
     head = read_head(path)
     if not head:
         raise DataError("empty file", path=path)
@@ -267,6 +269,7 @@ def hive_columns(files: Sequence[SpanFile]) -> dict[str, tuple[pl.DataType, list
 
 
 def _is_date(text: str) -> bool:
+    """Whether text is a valid ISO date."""
     try:
         dt.date.fromisoformat(text)
     except ValueError:

@@ -24,6 +24,7 @@ SPAN_ID_HEX = 16
 
 
 def _spellings(names: Sequence[str], prefix: str) -> dict[object, str]:
+    """Every spelling of each name: its number, upper/lower/Title case, prefixed."""
     table: dict[object, str] = {}
     for number, name in enumerate(names):
         for key in (number, str(number), name, name.lower(), name.capitalize(), prefix + name):
@@ -77,6 +78,7 @@ def format_double(value: float) -> str:
 
 
 def _int_text(value: object) -> str:
+    """An intValue (string or number) in decimal."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -85,12 +87,14 @@ def _int_text(value: object) -> str:
 
 
 def _double(value: object) -> float:
+    """A doubleValue (number or proto3 JSON string such as "NaN") as a float."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"doubleValue must be a number, not {value!r}")
     return float(value)
 
 
 def _bool_text(value: object) -> str:
+    """A boolValue as true/false."""
     if value is True or value == "true":
         return "true"
     if value is False or value == "false":
@@ -99,6 +103,7 @@ def _bool_text(value: object) -> str:
 
 
 def _string_text(value: object) -> str:
+    """A stringValue or bytesValue as text."""
     if isinstance(value, str):
         return value
     if value is None:
@@ -169,6 +174,7 @@ def any_value_json(value: object) -> str:
 
 
 def _values_list(container: object) -> list[Any]:
+    """The `values` list of an arrayValue or kvlistValue."""
     if container is None:
         return []
     if not isinstance(container, dict):
@@ -224,6 +230,7 @@ def map_series(name: str, offsets: Any, keys: Any, values: Any) -> pl.Series:
 
 
 def _large_strings(values: Any) -> Any:
+    """Keys or values as an Arrow string array."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if isinstance(values, pa.Array):
@@ -280,6 +287,7 @@ def finish_spans(raw: pl.DataFrame) -> pl.DataFrame:
     have = set(raw.columns)
 
     def col(name: str) -> pl.Expr:
+        """A raw column, or a typed null when the reader did not provide it."""
         if name in have:
             return pl.col(name)
         return pl.lit(None, dtype=CANONICAL_COLUMNS.get(name, pl.Int64()))
@@ -378,6 +386,7 @@ def _is_texty(dtype: Any) -> bool:  # a DataType instance or class
 
 
 def _is_text_map(dtype: pl.DataType) -> bool:
+    """Whether values of this type have an obvious text form."""
     if isinstance(dtype, pl.Map):
         return _is_texty(dtype.key) and _is_texty(dtype.value)
     if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):

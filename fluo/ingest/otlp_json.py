@@ -82,12 +82,14 @@ def load_bytes(path: str) -> bytes:
 
 
 def _json_error(exc: json.JSONDecodeError, path: str, line: int | None = None) -> DataError:
+    """A DataError for a JSON syntax error (line from the error unless given)."""
     return DataError(
         f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, record=line or exc.lineno
     )
 
 
 def _unicode_error(exc: UnicodeDecodeError, data: bytes, path: str, base: int = 1) -> DataError:
+    """A DataError for bytes that are not UTF-8, with the line they are on."""
     line = base + data.count(b"\n", 0, exc.start)
     return DataError(f"not UTF-8 text: {exc.reason}", path=path, record=line)
 
@@ -134,6 +136,7 @@ def _looks_like_json_lines(data: bytes) -> bool:
 
 
 def _json_lines(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of a JSON-lines file, parsed, with its line number."""
     for number, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
@@ -146,6 +149,7 @@ def _json_lines(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
 
 
 def _concatenated(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
+    """Several JSON values one after another (pretty-printed documents)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -191,6 +195,7 @@ def _resource_spans(doc: Any, path: str, line: int) -> list[Any]:
 
 
 def _text_or_none(value: Any, what: str) -> str | None:
+    """A scope name or version: text, or None when absent or empty."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -345,6 +350,7 @@ class SpanBuilder:
             raise DataError(f"malformed span data: {reason}", path=self.path) from None
 
     def _build(self) -> pl.DataFrame:
+        """The raw columns as one frame, then the shared normalisation."""
         span_attributes = self.span_attributes.series("span_attributes")
         resource_attributes = self.resource_attributes.series("resource_attributes")
         starts = self._times(self.starts, "startTimeUnixNano")
@@ -384,6 +390,7 @@ class SpanBuilder:
         return series.replace(0, None)
 
     def _texts(self, values: list[Any], what: str) -> pl.Series:
+        """A text column, checking each value is a string (errors name the line)."""
         for i, value in enumerate(values):
             if value is not None and type(value) is not str:
                 raise DataError(
@@ -487,6 +494,7 @@ def read_fast(data: bytes) -> pl.DataFrame | None:
 
 
 def _parse(data: bytes, lines: bool, block_size: int) -> Any:
+    """Arrow's JSON reader with the TracesData schema; unknown fields are ignored."""
     return pa_json.read_json(
         pa.BufferReader(data),
         read_options=pa_json.ReadOptions(block_size=block_size),
@@ -527,6 +535,7 @@ def _flatten(table: Any) -> pl.DataFrame:
     span_resource = pl.Series(scope_resource, dtype=pl.UInt32).gather(span_scope_rows)
 
     def text(structs: Any, name: str) -> pl.Series:
+        """A struct child as a String series."""
         return pl.Series(name, _field(structs, name)).cast(pl.String)
 
     trace_ids, span_ids = text(spans, "traceId"), text(spans, "spanId")

@@ -33,6 +33,7 @@ Schema = dict[str, pl.DataType]
 
 
 def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, kept short."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     return first if len(first) <= 200 else first[:197] + "..."
@@ -55,6 +56,7 @@ def read_schema(span_file: SpanFile) -> Schema:
 
 
 def _is_ipc_stream(path: str) -> bool:
+    """Whether an IPC file is in the stream format (not the file format)."""
     return read_head(path, 4) == ARROW_STREAM_MAGIC
 
 
@@ -68,6 +70,7 @@ class _Group:
     files: list[SpanFile] = field(default_factory=list)
 
     def accepts(self, span_file: SpanFile, schema: Schema, stream: bool) -> bool:
+        """Whether a file can join this group's scan."""
         if span_file.format != self.format or stream or self.stream:
             return False
         if self.format == IPC:  # scan_ipc cannot insert missing columns
@@ -75,6 +78,7 @@ class _Group:
         return all(self.schema.get(name, dtype) == dtype for name, dtype in schema.items())
 
     def add(self, span_file: SpanFile, schema: Schema) -> None:
+        """Add a file and its columns to the group."""
         self.files.append(span_file)
         for name, dtype in schema.items():
             self.schema.setdefault(name, dtype)
@@ -96,6 +100,7 @@ def scan_columnar(files: Sequence[SpanFile]) -> list[pl.LazyFrame]:
 
 
 def _scan_group(group: _Group) -> pl.LazyFrame:
+    """One lazy frame over a group: scan, casts to canonical types, Hive columns."""
     paths = [f.path for f in group.files]
     hive = {k: v for k, v in hive_columns(group.files).items() if k not in group.schema}
     path_column = _PATH_COLUMN if hive else None
