@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from fluo.errors import DataError
-from fluo.ingest import scan_spans
+from fluo.ingest import otlp_json, scan_spans
 from fluo.ingest.normalize import any_value_text, format_double
 from fluo.ingest.otlp_json import read_exact, read_fast
 from fluo.schema import CANONICAL_COLUMNS
@@ -347,6 +347,13 @@ def test_arrow_fast_path_equals_exact_reader(index: int) -> None:
         assert_frame_equal(fast, read_exact(data, "x.json"))
 
 
+def test_fast_path_with_lines_longer_than_a_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp_json, "_BLOCK", 64)
+    data = "".join(json.dumps(traces(span(spanId=f"{i:016x}"))) + "\n" for i in range(3)).encode()
+    fast = read_fast(data)
+    assert fast is not None and fast.height == 3
+
+
 def test_fast_path_declines_unusual_files() -> None:
     doc = traces(span(kind="SPAN_KIND_SERVER"))
     assert read_fast(json.dumps(doc).encode()) is None
@@ -506,6 +513,14 @@ def test_forced_format_and_content_sniffing(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         scan_spans(tmp_path / "spans.dat", format="csv")
     check_error(exc, "csv")
+
+
+def test_byte_order_mark_and_ndjson_suffix(tmp_path: Path) -> None:
+    body = json.dumps(traces(span())) + "\n"
+    (tmp_path / "bom.ndjson").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    (tmp_path / "bom_no_suffix").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert scan_spans(tmp_path / "bom.ndjson").collect().height == 1
+    assert scan_spans(tmp_path / "bom_no_suffix").collect().height == 1
 
 
 def test_mixed_parquet_and_otlp_json(tmp_path: Path) -> None:
