@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ from fluo.ingest.normalize import (
 from fluo.schema import CANONICAL_COLUMNS
 
 _BOM = b"\xef\xbb\xbf"
+_LEADING_SPACE = re.compile(rb"\s*")
 
 
 def read_otlp_json(path: str) -> pl.DataFrame:
@@ -475,7 +477,7 @@ def read_fast(data: bytes) -> pl.DataFrame | None:
             data.decode("utf-8")  # Arrow's reader does not check; the exact reader reports it
         except UnicodeDecodeError:
             return None
-    lines = _looks_like_json_lines(data)
+    lines = _first_line_is_whole(data)
     try:
         table = _parse(data, lines, _BLOCK if lines else len(data) + 1)
     except pa.ArrowInvalid as exc:
@@ -491,6 +493,18 @@ def read_fast(data: bytes) -> pl.DataFrame | None:
         return _flatten(table)
     except (_Decline, pa.ArrowException, pl.exceptions.PolarsError):
         return None
+
+
+def _first_line_is_whole(data: bytes) -> bool:
+    """Whether the first non-blank line looks like a whole JSON object (JSON lines).
+
+    A cheap guess, without parsing; a wrong guess only makes Arrow's reader fail.
+    """
+    match = _LEADING_SPACE.match(data)
+    start = match.end() if match else 0
+    end = data.find(b"\n", start)
+    line = data[start : len(data) if end < 0 else end].rstrip()
+    return line.startswith(b"{") and line.endswith(b"}")
 
 
 def _parse(data: bytes, lines: bool, block_size: int) -> Any:
