@@ -821,7 +821,7 @@ class _ShopHub:
                 "trace_id": s.trace_id,
                 "span_id": s.span_id,
                 "parent_span_id": pl.Series(s.parent_id, dtype=pl.String),
-                "trace_key": pl.Series([int(t[:16], 16) for t in s.trace_id], dtype=pl.UInt64),
+                "trace_key": pl.Series([int(t[-16:], 16) for t in s.trace_id], dtype=pl.UInt64),
                 "name": s.name,
                 "kind": s.kind,
                 "service_name": [self.pod_service[p] for p in s.pod],

@@ -219,6 +219,68 @@ class Call(Node):
     pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
+# --- trace-level nodes ------------------------------------------------------------------
+
+#: Aggregate functions over the spans of a trace (or of a relation of the anchor span).
+AGGREGATES = (
+    "count",
+    "has",
+    "missing",
+    "all",
+    "max",
+    "min",
+    "sum",
+    "avg",
+    "median",
+    "p50",
+    "p75",
+    "p90",
+    "p95",
+    "p99",
+    "distinct",
+)
+#: Which spans an aggregate ranges over, relative to the anchor span.
+SCOPES = ("trace", "children", "descendants", "ancestors", "siblings")
+#: Spans a field can be read from besides the anchor: its trace's root, its parent,
+#: and (inside an aggregate) `this`, the anchor itself.
+RELATIONS = ("root", "parent", "this")
+TRACE_FIELDS = ("duration", "span_count", "error_count", "start", "end")
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate(Node):
+    """`func(value where where)` over the spans of `scope`: `count(span.kind == CLIENT)`,
+    `max(span.duration where span.service == "db")`, `children.count(...)`.
+
+    For count, has, missing and all, `where` holds the predicate and `value` the
+    condition all spans must meet (`all` only); for the others `value` is the
+    aggregated expression.
+    """
+
+    func: str
+    value: Expr | None
+    where: Expr | None
+    scope: str = "trace"
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceField(Node):
+    """`trace.duration`, `trace.span_count`, `trace.error_count`, `trace.start`, `trace.end`."""
+
+    name: str
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Related(Node):
+    """A field of a span related to the anchor: `root.duration`, `parent.service`, `this.name`."""
+
+    relation: str
+    value: Expr
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
 # --- resolved nodes (built by the checker) ---------------------------------------
 
 
@@ -281,6 +343,9 @@ Expr: TypeAlias = (
     | Arith
     | Neg
     | Call
+    | Aggregate
+    | TraceField
+    | Related
     | Column
     | MapGet
     | Cast
@@ -354,6 +419,10 @@ def children(node: Expr) -> tuple[Expr, ...]:
             return ops
         case Call(args=args):
             return args
+        case Aggregate(value=v, where=w):
+            return tuple(x for x in (v, w) if x is not None)
+        case Related(value=v):
+            return (v,)
     return ()
 
 

@@ -64,6 +64,11 @@ class CheckedRule:
     def name(self) -> str:
         return self.rule.name
 
+    @property
+    def level(self) -> str:
+        """ "span" (each span on its own), "anchored" (each span, with trace context) or "trace"."""
+        return rule_level(self.predicate, self.message)
+
 
 def check_rules(rules: Iterable[ast.Rule], schema: SpanSchema) -> list[CheckedRule]:
     """Check every rule; raise one RuleError holding all problems of all rules."""
@@ -122,6 +127,112 @@ def check_expression(expr: Expr, schema: SpanSchema) -> tuple[Expr, Type]:
     return resolved, kind
 
 
+@dataclass(frozen=True)
+class Correlation:
+    """How an aggregate that reads `this` (the anchor span) is split for evaluation.
+
+    `keys` pairs an expression over the candidate span with one over the anchor
+    (`span.name == this.name`): such aggregates are computed per (trace, key) and
+    joined to the anchor. One ordering comparison (`span.start < this.start`) is
+    allowed in `has`/`missing`: it compares the anchor with the min/max over the group.
+    """
+
+    keys: tuple[tuple[Expr, Expr], ...]
+    ordering: tuple[str, Expr, Expr] | None  # (op, candidate expr, anchor expr)
+    rest: tuple[Expr, ...]  # conjuncts that do not read `this`
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def reads_this(node: Expr) -> bool:
+    return any(isinstance(n, ast.Related) and n.relation == "this" for n in ast.walk(node))
+
+
+def split_correlation(agg: ast.Aggregate) -> Correlation:
+    """Split an aggregate's condition into correlation keys, one ordering and the rest.
+
+    Raises ValueError with a message when the aggregate reads `this` in a way fluo
+    cannot evaluate without a per-span loop.
+    """
+    if agg.scope != "trace":
+        raise ValueError("'this.' can only be used in aggregates over the whole trace")
+    if agg.value is not None and reads_this(agg.value):
+        raise ValueError("'this.' can only be used in the condition of an aggregate")
+    where = agg.where
+    conjuncts = list(where.operands) if isinstance(where, ast.And) else [where] if where else []
+    keys: list[tuple[Expr, Expr]] = []
+    ordering: tuple[str, Expr, Expr] | None = None
+    rest: list[Expr] = []
+    for c in conjuncts:
+        if not reads_this(c):
+            rest.append(c)
+            continue
+        if not isinstance(c, ast.Compare):
+            raise ValueError("'this.' may only appear in comparisons joined by 'and'")
+        left_this = isinstance(c.left, ast.Related) and c.left.relation == "this"
+        right_this = isinstance(c.right, ast.Related) and c.right.relation == "this"
+        if left_this == right_this:
+            raise ValueError("compare a field of the span with a field of this: span.x == this.y")
+        anchor = c.left if left_this else c.right
+        candidate = c.right if left_this else c.left
+        op = _FLIP[c.op] if left_this else c.op
+        assert isinstance(anchor, ast.Related)
+        if reads_this(candidate):
+            raise ValueError("'this.' may appear on one side of a comparison only")
+        if op == "==":
+            keys.append((candidate, anchor.value))
+        elif op in ("<", "<=", ">", ">=") and ordering is None and agg.func in ("has", "missing"):
+            ordering = (op, candidate, anchor.value)
+        else:
+            raise ValueError(
+                "besides equalities, one ordering comparison with this. is allowed, "
+                "and only in has() or missing()"
+            )
+    return Correlation(tuple(keys), ordering, tuple(rest))
+
+
+def trace_terms(node: Expr) -> list[Expr]:
+    """The trace-level terms of a resolved tree (aggregates, trace fields, related spans)."""
+    found: list[Expr] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ast.Aggregate | ast.TraceField | ast.Related):
+            found.append(current)
+            continue
+        stack.extend(ast.children(current))
+    return found
+
+
+def reads_anchor(node: Expr) -> bool:
+    """Whether a resolved tree reads fields of the anchor span outside aggregates."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ast.Column | ast.MapGet):
+            return True
+        if isinstance(current, ast.Related) and current.relation == "parent":
+            return True
+        if isinstance(current, ast.Aggregate) and current.scope != "trace":
+            return True
+        if isinstance(current, ast.Aggregate | ast.TraceField | ast.Related):
+            continue
+        stack.extend(ast.children(current))
+    return False
+
+
+def rule_level(predicate: Expr, message: ast.Template | None = None) -> str:
+    """How a rule is evaluated: per span ("span"), per span with trace context
+    ("anchored"), or once per trace ("trace")."""
+    parts = [predicate]
+    if message is not None:
+        parts += [p for p in message.parts if not isinstance(p, str)]
+    if not any(trace_terms(p) for p in parts):
+        return "span"
+    return "anchored" if reads_anchor(predicate) else "trace"
+
+
 def referenced_columns(nodes: Iterable[Expr]) -> frozenset[str]:
     """The table columns a resolved tree reads."""
     out: set[str] = set()
@@ -150,6 +261,7 @@ class _Checker:
         self.schema = schema
         self.errors: list[Diagnostic] = []
         self.notes: list[Diagnostic] = []
+        self.in_aggregate = False
 
     def fail(self, message: str, node: Expr | None, hint: str | None = None) -> None:
         self.errors.append(Diagnostic(message, node.pos if node else None, hint=hint))
@@ -203,6 +315,12 @@ class _Checker:
                 return self._neg(node)
             case ast.Call():
                 return self._call(node)
+            case ast.Aggregate():
+                return self._aggregate(node)
+            case ast.TraceField():
+                return self._trace_field(node)
+            case ast.Related():
+                return self._related(node)
             case ast.Column() | ast.MapGet() | ast.Cast() | ast.InUnit():
                 return node, _resolved_type(node)
         self.fail(f"unsupported construct {type(node).__name__}", node)
@@ -226,7 +344,9 @@ class _Checker:
             return node, _ERROR
         candidates = [f"span.{n}" for n in (*INTRINSICS, *INTRINSIC_ALIASES)]
         hint = did_you_mean(node.name, candidates)
-        if hint is None and "." in node.name:
+        if hint is None and self.in_aggregate:
+            hint = f'a span name is compared: span.name == "{node.name}"'
+        elif hint is None and "." in node.name:
             hint = f"an attribute is written span.attributes.{node.name}"
         self.fail(f"unknown name '{node.name}'", node, hint=hint)
         return node, _ERROR
@@ -538,6 +658,100 @@ class _Checker:
             self.fail("a time cannot be negated", node)
             return node, _ERROR
         return ast.Neg(operand, pos=node.pos), kind
+
+    # -- trace level -------------------------------------------------------------------
+
+    def _aggregate(self, node: ast.Aggregate) -> tuple[Expr, Type | None]:
+        if self.in_aggregate:
+            self.fail("aggregates cannot be nested", node)
+            return node, _ERROR
+        self.in_aggregate = True
+        try:
+            where = self._boolean(node.where) if node.where is not None else None
+            value, kind = (None, None) if node.value is None else self.resolve(node.value)
+        finally:
+            self.in_aggregate = False
+        resolved = ast.Aggregate(node.func, value, where, node.scope, pos=node.pos)
+        if node.value is not None and kind is _ERROR:
+            return node, _ERROR
+        if reads_this(resolved):
+            try:
+                split_correlation(resolved)
+            except ValueError as exc:
+                self.fail(str(exc), node)
+                return node, _ERROR
+        func = node.func
+        if node.scope == "siblings" and func not in ("count", "has", "missing"):
+            self.fail("over siblings, only count, has and missing are supported", node)
+            return node, _ERROR
+        if func == "count":
+            return resolved, Type.INT
+        if func in ("has", "missing"):
+            return resolved, Type.BOOL
+        if func == "all":
+            if kind != Type.BOOL:
+                self.fail(f"'all' needs a condition, not a {_name(kind)}", node.value)
+                return node, _ERROR
+            return resolved, Type.BOOL
+        if func == "distinct":
+            return resolved, Type.INT
+        if kind == Type.TEXT:
+            assert value is not None
+            value, kind = ast.Cast(value, Type.FLOAT.value, pos=value.pos), Type.FLOAT
+            resolved = ast.Aggregate(func, value, where, node.scope, pos=node.pos)
+        allowed = ORDERED if func in ("max", "min") else (Type.INT, Type.FLOAT, Type.DURATION)
+        if kind not in allowed:
+            self.fail(f"'{func}' does not apply to a {_name(kind)}", node.value)
+            return node, _ERROR
+        if func in ("avg", "median") or func.startswith("p"):
+            return resolved, Type.DURATION if kind == Type.DURATION else Type.FLOAT
+        return resolved, kind
+
+    def _trace_field(self, node: ast.TraceField) -> tuple[Expr, Type | None]:
+        if self.in_aggregate:
+            self.fail("trace fields cannot be used inside an aggregate", node)
+            return node, _ERROR
+        needed = {
+            "duration": ("start_time", "end_time"),
+            "start": ("start_time",),
+            "end": ("end_time",),
+            "error_count": ("status_code",),
+            "span_count": (),
+        }[node.name]
+        missing = [c for c in needed if not self.schema.can_provide(c)]
+        if missing:
+            self.fail(f"'trace.{node.name}' needs column '{missing[0]}'", node)
+            return node, _ERROR
+        kind = {
+            "duration": Type.DURATION,
+            "start": Type.TIMESTAMP,
+            "end": Type.TIMESTAMP,
+        }.get(node.name, Type.INT)
+        return node, kind
+
+    def _related(self, node: ast.Related) -> tuple[Expr, Type | None]:
+        if node.relation == "this":
+            if not self.in_aggregate:
+                return self.resolve(node.value)
+            self.in_aggregate = False
+            try:
+                value, kind = self.resolve(node.value)
+            finally:
+                self.in_aggregate = True
+            return ast.Related("this", value, pos=node.pos), kind
+        if self.in_aggregate:
+            self.fail(f"'{node.relation}.' fields cannot be used inside an aggregate", node)
+            return node, _ERROR
+        if node.relation == "parent" and not self.schema.has("parent_span_id"):
+            self.fail("'parent.' needs column 'parent_span_id'", node)
+            return node, _ERROR
+        value, kind = self.resolve(node.value)
+        if kind is _ERROR:
+            return node, _ERROR
+        if not isinstance(value, ast.Column | ast.MapGet | ast.InUnit | ast.Arith):
+            self.fail(f"'{node.relation}.' takes a span field", node)
+            return node, _ERROR
+        return ast.Related(node.relation, value, pos=node.pos), kind
 
     def _call(self, node: ast.Call) -> tuple[Expr, Type | None]:
         if node.func not in FUNCTIONS:

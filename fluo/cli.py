@@ -20,7 +20,7 @@ from rich.table import Table
 
 from fluo.ast import SEVERITIES
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
-from fluo.output import format_for, write_signals
+from fluo.output import flat_evidence, format_for, write_signals
 from fluo.rules import RuleSet, load_rules
 from fluo.run import RunResult, compile_for, evaluate
 
@@ -135,7 +135,7 @@ def _print_signals(result: RunResult, fmt: str) -> None:
     if fmt == "jsonl":
         sys.stdout.write(frame.write_ndjson())
     elif fmt == "csv":
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(flat_evidence(frame).write_csv())
     else:
         raise DataError("parquet output needs --output FILE")
 
@@ -210,7 +210,6 @@ def explain(
     ] = None,
 ) -> None:
     """Show each rule as parsed and checked, and the fused Polars plan it compiles to."""
-    from fluo.printer import show_rule
     from fluo.schema import SpanSchema
 
     try:
@@ -224,11 +223,7 @@ def explain(
         plan = compile_for(rule_set, frame, str(spans[0]) if spans else "<canonical>")
     except FluoError as exc:
         raise _fail(exc) from None
-    for checked in plan.rules:
-        out.print(show_rule(checked), markup=False)
-        out.print("", markup=False)
-    out.print("fused Polars plan (one scan; the filter is pushed into it):", markup=False)
-    out.print(plan.hits(frame).explain(), markup=False)
+    out.print(plan.explain(frame), markup=False)
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import singledispatch
 from typing import Any
 
@@ -36,21 +36,26 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "name": pl.String(),
     "time": UTC_NS,
     "message": pl.String(),
+    "evidence": pl.List(pl.String()),
 }
 
 
 @dataclass(frozen=True)
 class Context:
-    """What lowering needs to know about the table: its column types."""
+    """What lowering needs to know: the table's column types, and for trace-level terms
+    (aggregates, trace fields, related spans) the columns that already hold their values."""
 
     schema: SpanSchema
+    terms: Mapping[Expr, str] = field(default_factory=dict)
+    #: Polars types of the term columns (they are not in the span table's schema).
+    term_types: Mapping[str, pl.DataType] = field(default_factory=dict)
 
     def dtype(self, column: str) -> pl.DataType | None:
         return self.schema.columns.get(column)
 
     def dtype_of(self, expr: pl.Expr) -> pl.DataType:
         """The Polars type `expr` produces on this table (computed from the schema alone)."""
-        empty = pl.LazyFrame(schema=dict(self.schema.columns))
+        empty = pl.LazyFrame(schema={**self.schema.columns, **self.term_types})
         return empty.select(expr.alias("__probe")).collect_schema()["__probe"]
 
 
@@ -366,17 +371,33 @@ def lower_call(node: ast.Call, ctx: Context) -> pl.Expr:
     raise CompileError(f"no lowering rule for function {node.func}")
 
 
+@lower.register(ast.Aggregate)
+@lower.register(ast.TraceField)
+@lower.register(ast.Related)
+def lower_trace_term(node: ast.Aggregate | ast.TraceField | ast.Related, ctx: Context) -> pl.Expr:
+    """A trace-level term reads the column the trace plan computed for it."""
+    if node in ctx.terms:
+        return pl.col(ctx.terms[node])
+    if isinstance(node, ast.Related) and node.relation == "this":
+        return lower(node.value, ctx)
+    raise CompileError(f"no column computed for trace term {type(node).__name__}")
+
+
 # --- rules and plans ---------------------------------------------------------------
 
 
-def rule_expression(rule: CheckedRule, schema: SpanSchema) -> pl.Expr:
+def rule_expression(
+    rule: CheckedRule, schema: SpanSchema, terms: Mapping[Expr, str] | None = None
+) -> pl.Expr:
     """The rule as one boolean Polars expression: true on each violating span."""
-    return lower_condition(rule.predicate, Context(schema)).alias(rule.name)
+    return lower_condition(rule.predicate, Context(schema, terms or {})).alias(rule.name)
 
 
-def message_expression(rule: CheckedRule, schema: SpanSchema) -> pl.Expr:
+def message_expression(
+    rule: CheckedRule, schema: SpanSchema, terms: Mapping[Expr, str] | None = None
+) -> pl.Expr:
     """The rule's message for each violating span, as a string expression."""
-    ctx = Context(schema)
+    ctx = Context(schema, terms or {})
     if rule.message is None:
         return pl.lit(default_message(rule.rule), dtype=pl.String)
     pieces: list[pl.Expr] = []
@@ -400,7 +421,7 @@ def default_message(rule: ast.Rule) -> str:
 
 
 @dataclass(frozen=True)
-class Plan:
+class SpanPlan:
     """The fused plan for a set of span rules over one table.
 
     `hits` scans once, keeps only spans that violate at least one rule (the
@@ -441,6 +462,7 @@ class Plan:
                     name=_maybe(rows, "name"),
                     time=_time(rows),
                     message=message_expression(rule, self.schema),
+                    evidence=pl.concat_list(_maybe(rows, "span_id")),
                 )
             )
         if not frames:
@@ -461,7 +483,7 @@ def _time(frame: pl.DataFrame) -> pl.Expr:
     return lower_column(ast.Column("start_time", "timestamp"), Context(SpanSchema.of(frame)))
 
 
-def compile_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> Plan:
+def compile_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> SpanPlan:
     """Compile checked span rules into one fused plan over a table with `schema`."""
     flags = tuple(rule_expression(r, schema) for r in rules)
     needed: set[str] = set()
@@ -469,4 +491,4 @@ def compile_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> Plan:
         needed |= r.columns
     needed |= {c for c in SIGNAL_SOURCE_COLUMNS if schema.has(c)}
     columns = tuple(c for c in schema.columns if c in needed)
-    return Plan(tuple(rules), schema, flags, columns)
+    return SpanPlan(tuple(rules), schema, flags, columns)

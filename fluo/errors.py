@@ -7,7 +7,7 @@ The library raises these and never prints; the command line renders them
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from difflib import get_close_matches
 
 from fluo.ast import Position
@@ -46,14 +46,14 @@ class RuleError(FluoError):
         super().__init__(f"{where}{first.message}{suffix}")
 
 
-@dataclass(frozen=True)
 class DataError(FluoError):
     """A span input that cannot be read: names the file and, where known, the record."""
 
-    message: str
-    path: str | None = None
-    record: int | None = None  # 1-based line or record number
-    extra: dict[str, object] = field(default_factory=dict)
+    def __init__(self, message: str, path: str | None = None, record: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.record = record  # 1-based line or record number
 
     def __str__(self) -> str:
         where = self.path or "<spans>"

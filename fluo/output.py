@@ -49,7 +49,7 @@ def write_signals(signals: pl.DataFrame, path: str | Path, fmt: str) -> None:
                 pl.col("time").dt.to_string("%Y-%m-%dT%H:%M:%S%.9fZ")
             ).write_ndjson(tmp)
         elif fmt == "csv":
-            signals.write_csv(tmp, datetime_format="%Y-%m-%dT%H:%M:%S%.9fZ")
+            flat_evidence(signals).write_csv(tmp, datetime_format="%Y-%m-%dT%H:%M:%S%.9fZ")
         elif fmt == "parquet":
             signals.write_parquet(tmp, compression="zstd")
         else:
@@ -59,3 +59,10 @@ def write_signals(signals: pl.DataFrame, path: str | Path, fmt: str) -> None:
         raise DataError(f"cannot write output: {exc.strerror or exc}", path=str(target)) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def flat_evidence(signals: pl.DataFrame) -> pl.DataFrame:
+    """Signals with the evidence span ids as one space-separated string (for CSV)."""
+    if "evidence" not in signals.columns:
+        return signals
+    return signals.with_columns(pl.col("evidence").list.join(" "))

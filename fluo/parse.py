@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
@@ -132,7 +132,7 @@ def _parser() -> Lark:
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
-        maybe_placeholders=False,
+        maybe_placeholders=True,
         cache=False,
     )
 
@@ -171,7 +171,7 @@ def parse_expression(
         if isinstance(exc.orig_exc, _BuildError):
             raise RuleError([exc.orig_exc.diagnostic]) from None
         raise
-    return expand_names(node, lists or {}, macros or {})
+    return expand_names(_where_chains_to_has(node), lists or {}, macros or {})
 
 
 def parse_template(text: str, *, locate: Locator | None = None) -> ast.Template:
@@ -247,8 +247,13 @@ def path_to_node(names: list[str], pos: Position) -> Expr:
     `span.attributes.<key>` and `resource.attributes.<key>` take everything after
     `attributes.` as one key (OTel keys are flat dotted strings); `resource.<key>`
     is short for `resource.attributes.<key>`; `resource.service.name` is the service.
+    `trace.<field>` is a trace field; `root.`, `parent.` and `this.` read a related span.
     """
     head, rest = names[0], names[1:]
+    if head == "trace" and len(rest) == 1 and rest[0] in ast.TRACE_FIELDS:
+        return ast.TraceField(rest[0], pos=pos)
+    if head in ast.RELATIONS and rest:
+        return ast.Related(head, path_to_node(["span", *rest], pos), pos=pos)
     if head in ("span", "resource") and rest:
         if rest[0] == "attributes":
             if len(rest) == 1:
@@ -334,9 +339,60 @@ class _Builder(Transformer[Token, Expr]):
             )
         )
 
+    def arg(self, meta: Any, children: list[Any]) -> tuple[Expr, Expr | None]:
+        value, where = (children + [None])[:2]
+        return value, where
+
     def call(self, meta: Any, children: list[Any]) -> Expr:
-        name, *args = children
-        return ast.Call(str(name), tuple(a for a in args if a is not None), pos=self._pos(meta))
+        base, *raw_args = children
+        pos = self._pos(meta)
+        args: list[tuple[Expr, Expr | None]] = [a for a in raw_args if a is not None]
+        name = base.name if isinstance(base, ast.Name) else None
+        if name is None:
+            raise _BuildError(Diagnostic("only functions and aggregates can be called", pos))
+        scope, _, func = name.rpartition(".")
+        if func in ast.AGGREGATES:
+            return self._aggregate(func, scope or "trace", args, pos)
+        if scope:
+            hint = did_you_mean(func, ast.AGGREGATES) if scope in ast.SCOPES else None
+            raise _BuildError(Diagnostic(f"unknown function '{name}'", pos, hint=hint))
+        if any(where is not None for _, where in args):
+            raise _BuildError(Diagnostic(f"'{name}' takes no 'where' filter", pos))
+        return ast.Call(name, tuple(value for value, _ in args), pos=pos)
+
+    def _aggregate(
+        self, func: str, scope: str, args: list[tuple[Expr, Expr | None]], pos: Position
+    ) -> Expr:
+        """`count(P)`, `has(P)`, `missing(P)`, `all(Q where P)`, `max(v where P)` and friends."""
+        if scope not in ast.SCOPES:
+            hint = did_you_mean(scope, ast.SCOPES) or f"scopes: {', '.join(ast.SCOPES)}"
+            raise _BuildError(Diagnostic(f"unknown span scope '{scope}'", pos, hint=hint))
+        if len(args) > 1:
+            raise _BuildError(Diagnostic(f"'{func}' takes one argument", pos))
+        value, where = args[0] if args else (None, None)
+        if func in ("count", "has", "missing"):
+            if where is not None:
+                raise _BuildError(
+                    Diagnostic(
+                        f"write {func}(P), not {func}(x where P)",
+                        pos,
+                        hint=f"the argument of '{func}' is the span condition",
+                    )
+                )
+            if value is None and func != "count":
+                raise _BuildError(Diagnostic(f"'{func}' needs a span condition", pos))
+            return ast.Aggregate(func, None, value, scope, pos=pos)
+        if value is None:
+            raise _BuildError(Diagnostic(f"'{func}' needs an argument", pos))
+        return ast.Aggregate(func, value, where, scope, pos=pos)
+
+    def where_chain(self, meta: Any, children: list[Any]) -> Expr:
+        """`name.where(c1).where(c2)`: the FLUO form of "a span named name with c1 and c2"."""
+        first_call = next(c for c in children if isinstance(c, Token) and c.type == "WHERE_CALL")
+        raw = self._text[meta.start_pos : first_call.start_pos].strip()
+        name = unquote(raw) if raw[:1] in "\"'" else raw
+        conditions = tuple(c for c in children[1:] if not isinstance(c, Token))
+        return cast(Expr, _WhereChain(name, conditions, pos=self._pos(meta)))
 
     # operators
     def or_(self, meta: Any, children: list[Expr]) -> Expr:
@@ -386,6 +442,11 @@ class _Builder(Transformer[Token, Expr]):
         left, op, right = children
         return ast.Arith(str(op), left, right, pos=self._token_pos(op))
 
+    def fluo_rule(self, meta: Any, children: list[Expr | None]) -> Expr:
+        when, always, never = (children + [None, None])[:3]
+        assert when is not None
+        return from_fluo(when, always, never, self._pos(meta))
+
     def neg(self, meta: Any, children: list[Expr]) -> Expr:
         operand = children[0]
         pos = self._pos(meta)
@@ -403,6 +464,118 @@ class _ListRef(ast.Name):
     """`@name`: a reference that must resolve to a list (internal to the parser)."""
 
     __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _WhereChain(ast.Node):
+    """`name.where(...)...` before translation into `has(...)` (internal to the parser)."""
+
+    name: str
+    conditions: tuple[Expr, ...]
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+# --- FLUO (BeTrace) rules --------------------------------------------------------------
+
+#: Span fields FLUO users may name bare inside `.where(...)`; any other bare name is an attribute.
+FLUO_INTRINSICS = {
+    "name": "name",
+    "duration": "duration",
+    "duration_ms": "durationMs",
+    "durationMs": "durationMs",
+    "status": "status",
+    "kind": "kind",
+    "service": "service",
+    "service_name": "service",
+}
+
+
+def from_fluo(when: Expr, always: Expr | None, never: Expr | None, pos: Position) -> Expr:
+    """A FLUO rule as one fluo condition: `when and (not always or never)`.
+
+    FLUO fires when `when` holds and an `always` part fails or a `never` part holds;
+    a `when` alone is a plain detector. When `when` starts with a span term
+    (`payment.charge.where(...)`), that span is the anchor of the signal, so the
+    condition is stated per span: `<the span> and <rest of when> and <violation>`.
+    """
+    w = _fluo_term(when)
+    violation: Expr | None = None
+    if always is not None:
+        violation = ast.Not(_fluo_term(always), pos=always.pos)
+    if never is not None:
+        n = _fluo_term(never)
+        violation = n if violation is None else ast.Or((violation, n), pos=never.pos)
+    conjuncts: list[Expr] = list(w.operands) if isinstance(w, ast.And) else [w]
+    first = conjuncts[0]
+    if isinstance(first, ast.Aggregate) and first.func == "has" and first.where is not None:
+        conjuncts[0] = first.where  # anchor on the spans the first term names
+    if violation is not None:
+        conjuncts.append(violation)
+    return conjuncts[0] if len(conjuncts) == 1 else ast.And(tuple(conjuncts), pos=pos)
+
+
+def _span_named(name: str, pos: Position | None) -> Expr:
+    return ast.Compare("==", ast.Field("name", pos=pos), ast.Str(name, pos=pos), pos=pos)
+
+
+def _fluo_term(node: Expr) -> Expr:
+    """A term of a FLUO when/always/never block: bare names are span names."""
+    match node:
+        case ast.Name(name=name) | ast.Str(value=name):
+            return ast.Aggregate("has", None, _span_named(name, node.pos), pos=node.pos)
+        case _WhereChain(name=name, conditions=conditions):
+            return ast.Aggregate("has", None, _where_chain_condition(node), pos=node.pos)
+        case ast.Aggregate(func="count", where=ast.Name(name=name) | ast.Str(value=name)):
+            return ast.Aggregate("count", None, _span_named(name, node.pos), pos=node.pos)
+        case ast.And() | ast.Or() | ast.Not() | ast.Compare():
+            return ast.map_children(node, _fluo_term)
+    return node
+
+
+def _where_chain_condition(chain: _WhereChain) -> Expr:
+    parts = [_span_named(chain.name, chain.pos)]
+    parts += [_fluo_where(c) for c in chain.conditions]
+    return ast.And(tuple(parts), pos=chain.pos)
+
+
+def _fluo_where(node: Expr) -> Expr:
+    """A `.where(...)` condition: bare or quoted names on the left are attributes or intrinsics,
+    bare names on the right are text (FLUO's `currency == USD`)."""
+    match node:
+        case ast.And() | ast.Or() | ast.Not():
+            return ast.map_children(node, _fluo_where)
+        case ast.Compare(op=op, left=left, right=right):
+            return ast.Compare(op, _fluo_field(left), _fluo_text(right), pos=node.pos)
+        case ast.In(value=value, items=ast.ListLit(items=items) as lst, negated=neg):
+            listed = ast.ListLit(tuple(_fluo_text(i) for i in items), pos=lst.pos)
+            return ast.In(_fluo_field(value), listed, neg, pos=node.pos)
+        case ast.Match(op=op, value=value, pattern=pattern, ignore_case=ic):
+            return ast.Match(op, _fluo_field(value), pattern, ic, pos=node.pos)
+        case ast.Name() | ast.Str():
+            return ast.Compare("==", _fluo_field(node), ast.Bool(True, pos=node.pos), pos=node.pos)
+    return node
+
+
+def _fluo_field(node: Expr) -> Expr:
+    match node:
+        case ast.Name(name=name) if name in FLUO_INTRINSICS:
+            return ast.Field(FLUO_INTRINSICS[name], pos=node.pos)
+        case ast.Name(name=name) | ast.Str(value=name):
+            return ast.Attribute("span", name, pos=node.pos)
+    return node
+
+
+def _fluo_text(node: Expr) -> Expr:
+    if isinstance(node, ast.Name) and node.name not in ("SERVER", "CLIENT", "ERROR", "OK"):
+        return ast.Str(node.name, pos=node.pos)
+    return node
+
+
+def _where_chains_to_has(node: Expr) -> Expr:
+    """Outside FLUO blocks, `name.where(...)` still means "the trace has such a span"."""
+    if isinstance(node, _WhereChain):
+        return ast.Aggregate("has", None, _where_chain_condition(node), pos=node.pos)
+    return ast.map_children(node, _where_chains_to_has)
 
 
 def _flatten(kind: type[ast.And] | type[ast.Or], children: list[Expr]) -> tuple[Expr, ...]:
@@ -505,6 +678,7 @@ RULE_KEYS = (
     "owner",
     "enabled",
     "when",
+    "condition",
     "conditions",
     "message",
     "actions",
@@ -706,20 +880,20 @@ def _parse_rule(
         return str(value.value)
 
     predicates: list[Expr] = []
-    when = body.get("when")
-    if when is not None:
+    for key in ("when", "condition"):
+        when = body.get(key)
+        if when is None:
+            continue
         if isinstance(when.value, str):
-            parsed = _collect(
-                errors,
-                lambda: parse_expression(
-                    when.value, locate=when.locate, lists=lists, macros=macros
-                ),
+            parse = functools.partial(
+                parse_expression, when.value, locate=when.locate, lists=lists, macros=macros
             )
+            parsed = _collect(errors, parse)
             if parsed is not None:
                 predicates.append(parsed)
         else:
             errors.append(
-                Diagnostic(f"'when' must be an expression string, not {when.kind}", when.pos)
+                Diagnostic(f"'{key}' must be an expression string, not {when.kind}", when.pos)
             )
     conditions = body.get("conditions")
     if conditions is not None:
@@ -734,7 +908,7 @@ def _parse_rule(
                     "'conditions' must be a non-empty list of {op, field, value}", conditions.pos
                 )
             )
-    if when is None and conditions is None:
+    if not any(k in body for k in ("when", "condition", "conditions")):
         errors.append(
             Diagnostic(
                 f"rule '{name}' has neither 'when' nor 'conditions'",

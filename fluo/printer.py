@@ -96,6 +96,19 @@ def _unparse(node: Expr) -> tuple[str, int]:
             return f"-{_wrap(_unparse(o), _UNARY)}", _UNARY
         case ast.Call(func=f, args=args):
             return f"{f}(" + ", ".join(unparse(a) for a in args) + ")", _ATOM
+        case ast.Aggregate(func=func, value=value, where=where, scope=scope):
+            prefix = "" if scope == "trace" else f"{scope}."
+            if func in ("count", "has", "missing"):
+                inner = unparse(where) if where is not None else ""
+            else:
+                assert value is not None
+                inner = unparse(value) + (f" where {unparse(where)}" if where is not None else "")
+            return f"{prefix}{func}({inner})", _ATOM
+        case ast.TraceField(name=name):
+            return f"trace.{name}", _ATOM
+        case ast.Related(relation=relation, value=value):
+            text = unparse(value)
+            return relation + text[len("span") :] if text.startswith("span.") else text, _ATOM
         case ast.Column(name=name):
             return f"<column {name}>", _ATOM
         case ast.MapGet(column=c, key=k):
@@ -153,6 +166,15 @@ def _describe(node: Expr) -> tuple[str, tuple[Expr, ...]]:
             return "negate", (o,)
         case ast.Call(func=f, args=args):
             return f"call {f}", args
+        case ast.Aggregate(func=func, value=value, where=where, scope=scope):
+            kids = tuple(x for x in (value, where) if x is not None)
+            return f"aggregate {func} over {scope}" + (
+                " (value, where)" if len(kids) == 2 else ""
+            ), kids
+        case ast.TraceField(name=name):
+            return f"trace field {name}", ()
+        case ast.Related(relation=relation, value=value):
+            return f"field of the {relation} span", (value,)
     return f"literal {unparse(node)}", ()
 
 

@@ -11,10 +11,11 @@ import polars as pl
 
 from fluo import ast
 from fluo.check import CheckedRule, check_rules
-from fluo.compile import Plan, compile_rules, rule_expression
+from fluo.compile import rule_expression
 from fluo.errors import Diagnostic, RuleError
 from fluo.load import load_document, load_file
 from fluo.parse import parse_rule_file
+from fluo.plan import RunPlan, build_plan
 from fluo.schema import SpanSchema
 
 if TYPE_CHECKING:
@@ -53,20 +54,26 @@ class RuleSet:
         return check_rules(self.enabled, schema or SpanSchema.canonical())
 
     def expr(self, name: str, schema: SpanSchema | None = None) -> pl.Expr:
-        """The Polars expression of one rule: true on each violating span."""
+        """The Polars expression of one span rule: true on each violating span.
+
+        Trace-level rules have no single expression (they need a group_by); use
+        `compile(schema).explain(...)` to see their plans.
+        """
         schema = schema or SpanSchema.canonical()
         (checked,) = check_rules([self[name]], schema)
+        if checked.level != "span":
+            raise ValueError(f"rule '{name}' is a trace-level rule; see RuleSet.compile()")
         return rule_expression(checked, schema)
 
     def exprs(self, schema: SpanSchema | None = None) -> dict[str, pl.Expr]:
         """The Polars expression of every enabled rule, by name."""
         schema = schema or SpanSchema.canonical()
-        return {c.name: rule_expression(c, schema) for c in self.check(schema)}
+        return {c.name: rule_expression(c, schema) for c in self.check(schema) if c.level == "span"}
 
-    def compile(self, schema: SpanSchema | None = None) -> Plan:
-        """The fused plan of the enabled rules for a table with `schema`."""
+    def compile(self, schema: SpanSchema | None = None) -> RunPlan:
+        """The compiled plan of the enabled rules for a table with `schema`."""
         schema = schema or SpanSchema.canonical()
-        return compile_rules(self.check(schema), schema)
+        return build_plan(self.check(schema), schema)
 
     def evaluate(self, spans: Spans) -> pl.DataFrame:
         """Run every enabled rule over `spans` (path(s), LazyFrame or DataFrame): the signals."""

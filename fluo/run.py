@@ -16,8 +16,12 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from fluo.compile import SIGNAL_SCHEMA, Plan
+from fluo import ast, structure
+from fluo.check import referenced_columns
+from fluo.compile import SIGNAL_SCHEMA
+from fluo.compile_trace import TracePlan
 from fluo.errors import DataError, FluoError
+from fluo.plan import RunPlan
 from fluo.schema import REQUIRED_COLUMNS, SpanSchema
 
 Spans = str | Path | Sequence[str | Path] | pl.LazyFrame | pl.DataFrame
@@ -74,7 +78,7 @@ def _inputs(spans: Spans) -> list[tuple[str, pl.LazyFrame]]:
     return [(str(p), scan_spans(p)) for p in spans]
 
 
-def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> Plan:
+def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> RunPlan:
     """The fused plan of `rule_set` for the table `frame` (checked against its schema)."""
     try:
         schema = SpanSchema.of(frame)
@@ -93,14 +97,66 @@ def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> Plan:
 def _evaluate_one(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> pl.DataFrame:
     plan = compile_for(rule_set, frame, label)
     try:
-        hits = plan.hits(frame).collect(engine="streaming")
-        return plan.signals(hits)
+        return execute(plan, frame)
     except FluoError:
         raise
     except pl.exceptions.PolarsError as exc:
         raise DataError(_first_line(exc), path=label) from None
     except OSError as exc:
         raise DataError(str(exc), path=label) from None
+
+
+def execute(plan: RunPlan, frame: pl.LazyFrame) -> pl.DataFrame:
+    """Evaluate a compiled plan over one span table: the signals, sorted."""
+    lazies: list[pl.LazyFrame] = []
+    if plan.span.rules:
+        lazies.append(plan.span.hits(frame))
+    trace = plan.trace
+    if trace is not None:
+        lazies.append(trace.trace_table(frame))
+        anchor_filter = trace.anchor_filter()
+        if anchor_filter is not None:
+            lazies.append(frame.filter(anchor_filter).select(trace.anchor_columns()))
+        parents = trace.parent_table(frame)
+        if parents is not None:
+            lazies.append(parents)
+        lazies += [trace.correlated_table(frame, agg) for agg in trace.correlated]
+        if trace.structural:
+            lazies.append(frame.select(_structure_columns(trace)))
+    results = iter(pl.collect_all(lazies, engine="streaming"))
+    frames: list[pl.DataFrame] = []
+    if plan.span.rules:
+        frames.append(plan.span.signals(next(results)))
+    if trace is not None:
+        table = next(results)
+        frames += trace.trace_signals(table)
+        if anchor_filter is not None:
+            anchors = next(results)
+            parent_table = next(results) if parents is not None else None
+            correlated = [next(results) for _ in trace.correlated]
+            structural: list[pl.DataFrame] = []
+            if trace.structural:
+                spans = next(results)
+                linked = structure.links(spans, trace.key)
+                structural = [
+                    structure.relation_table(spans, agg, trace, linked) for agg in trace.structural
+                ]
+            joined = trace.join_terms(anchors, table, parent_table, correlated, structural)
+            frames += trace.anchored_signals(joined)
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema=SIGNAL_SCHEMA)
+    signals = pl.concat([f.select(list(SIGNAL_SCHEMA)) for f in frames], how="vertical_relaxed")
+    return signals.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
+
+
+def _structure_columns(trace: TracePlan) -> list[str]:
+    needed = {trace.key, "span_id", "parent_span_id"}
+    for agg in trace.structural:
+        for part in (agg.where, agg.value):
+            if part is not None:
+                needed |= referenced_columns(ast.walk(part))
+    return [c for c in trace.schema.columns if c in needed]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ CANONICAL_COLUMNS: dict[str, pl.DataType] = {
     "trace_id": pl.String(),  # lowercase hex, 32 chars (non-hex source ids kept as they are)
     "span_id": pl.String(),  # lowercase hex, 16 chars
     "parent_span_id": pl.String(),  # null for roots
-    "trace_key": pl.UInt64(),  # first 16 hex digits of trace_id as an integer: a fast group key
+    "trace_key": pl.UInt64(),  # last 16 hex digits of trace_id (else a hash): a fast group key
     "name": pl.String(),
     "kind": pl.String(),  # one of SPAN_KINDS
     "service_name": pl.String(),  # resource attribute service.name

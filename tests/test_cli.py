@@ -106,7 +106,7 @@ def test_explain_shows_the_rule_and_the_fused_plan() -> None:
     assert code == 0
     assert "rule payment_gateway_bottleneck [medium]" in stdout
     assert 'glob "/payment-api/*" -> startswith("/payment-api/")' in stdout
-    assert "fused Polars plan" in stdout and "FILTER" in stdout
+    assert "span rules: one scan" in stdout and "FILTER" in stdout
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,7 @@ def test_seed_rule_verbatim_detects_slow_payment_spans() -> None:
         "name",
         "time",
         "message",
+        "evidence",
     ]
 
 
@@ -157,7 +158,7 @@ def test_many_rules_share_one_scan_and_each_has_its_expression() -> None:
     assert counts == {"r0": 4, "r1": 3, "r2": 2, "r3": 1}
     assert set(rules.exprs()) == {f"r{i}" for i in range(5)}
     plan = rules.compile(SpanSchema.of(table))
-    text_plan = plan.hits(table.lazy()).explain()
+    text_plan = plan.span.hits(table.lazy()).explain()
     assert text_plan.count("DF [") + text_plan.count("Parquet SCAN") == 1
 
 
@@ -167,7 +168,7 @@ def test_parquet_scan_reads_only_referenced_columns_and_pushes_the_filter(tmp_pa
     table.write_parquet(path)
     rules = fluo.load_rules("rules:\n  r:\n    when: span.duration > 300ms\n")
     frame = pl.scan_parquet(path)
-    plan = rules.compile(SpanSchema.of(frame)).hits(frame).explain()
+    plan = rules.compile(SpanSchema.of(frame)).span.hits(frame).explain()
     scan = plan[plan.index("Parquet SCAN") :]
     assert "SELECTION" in scan and "duration_ns" in scan
     assert "span_attributes" not in plan  # not referenced, not read

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import gzip
 import json
 import os
@@ -132,7 +134,7 @@ def test_otlp_document_gives_exact_canonical_rows(tmp_path: Path) -> None:
             "trace_id": TRACE,
             "span_id": "eee19b7ec3c1b174",
             "parent_span_id": "eee19b7ec3c1b173",
-            "trace_key": int(TRACE[:16], 16),
+            "trace_key": int(TRACE[-16:], 16),
             "name": "GET /",
             "kind": "SERVER",
             "service_name": "checkout",
@@ -203,7 +205,12 @@ def test_ids_are_lowercased_padded_and_base64_decoded(tmp_path: Path) -> None:
     ]
     assert df["span_id"].to_list() == ["0" * 14 + "1f", "9007fea484554ad7", "0" * 15 + "a"]
     assert df["parent_span_id"].to_list() == [None, None, "0" * 15 + "b"]
-    assert df["trace_key"].to_list() == [0, int("e8b6dff9f8d44b28", 16), None]
+    not_hex = hashlib.blake2b(b"not-hex-at-all", digest_size=8).digest()
+    assert df["trace_key"].to_list() == [
+        int("abc", 16),  # the last 16 digits: padded 64-bit ids keep distinct keys
+        int("f1b22bc3bd2f6768", 16),
+        int.from_bytes(not_hex, "big"),  # non-hex ids: a stable hash, never null
+    ]
 
 
 def test_enum_spellings_and_times_as_strings_or_numbers(tmp_path: Path) -> None:

@@ -122,8 +122,8 @@ def test_ids_are_lowercase_hex(sample: pl.DataFrame) -> None:
     assert sample["span_id"].n_unique() == sample.height
 
 
-def test_trace_key_is_the_first_16_hex_digits(sample: pl.DataFrame) -> None:
-    expected = pl.col("trace_id").str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64)
+def test_trace_key_is_the_last_16_hex_digits(sample: pl.DataFrame) -> None:
+    expected = pl.col("trace_id").str.slice(-16).str.to_integer(base=16, dtype=pl.UInt64)
     assert sample.select((pl.col("trace_key") == expected).all()).item()
 
 

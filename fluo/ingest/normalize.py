@@ -7,6 +7,7 @@ readers (Parquet, IPC) call `canonical_casts` to check and align a table's colum
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -269,10 +270,31 @@ def parent_id_expr(column: str | pl.Expr, null_values: Iterable[str] = ("",)) ->
 
 
 def trace_key_expr(column: str | pl.Expr) -> pl.Expr:
-    """The first 16 hex digits of a canonical trace id as UInt64; null if the id is not hex."""
+    """The 64-bit integer key of a canonical trace id, never null for a non-null id.
+
+    Hex ids give their last 16 hex digits (so that 64-bit ids, padded with zeros on
+    the left, still get distinct keys); other ids (SkyWalking's, say) a BLAKE2b
+    hash of the text, which is stable across versions and machines, unlike Polars'
+    own `hash()`. Distinct traces share a key with probability about n^2 / 2^65.
+    """
     tid = pl.col(column) if isinstance(column, str) else column
-    key = tid.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)
-    return pl.when(tid.str.contains(r"^[0-9a-f]{16,}$")).then(key)
+    hex_key = tid.str.slice(-16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+    is_hex = tid.str.contains(r"^[0-9a-f]{16,}$")
+    hashed = tid.map_batches(_hash_non_hex_ids, return_dtype=pl.UInt64)
+    return pl.when(is_hex).then(hex_key).otherwise(hashed)
+
+
+def _hash_non_hex_ids(ids: pl.Series) -> pl.Series:
+    """BLAKE2b-64 of each id that is not hex (hashed once per distinct id; ingest only)."""
+    distinct = ids.filter(~ids.str.contains(r"^[0-9a-f]{16,}$").fill_null(True)).unique()
+    distinct = distinct.drop_nulls()
+    keys = [
+        int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "big")
+        for v in distinct.to_list()
+    ]
+    table = pl.DataFrame({"id": distinct, "key": pl.Series(keys, dtype=pl.UInt64)})
+    looked_up = ids.to_frame("id").join(table, on="id", how="left", maintain_order="left")
+    return looked_up["key"]
 
 
 def finish_spans(raw: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,504 @@
+"""Stage 4, trace level: rules that read other spans of their trace, as Polars plans. No I/O.
+
+A trace rule is evaluated per span with trace context ("anchored": the condition
+reads the anchor span as well as trace terms) or once per trace ("trace"). Each
+trace term of the whole rule set gets one column, computed once:
+
+* aggregates over the trace, `trace.*` and `root.*`: ONE `group_by(trace key)`;
+* `parent.*`: a join of each anchor span with its parent;
+* aggregates that read `this.` (the anchor): a `group_by(trace, key)` joined back;
+* aggregates over children, descendants, ancestors: the structure walk
+  (fluo/structure.py) gives (span, related span) pairs, aggregated per span;
+* aggregates over siblings: a `group_by(trace, parent)`, minus the span itself.
+
+Anchored rules first filter spans by the part of their condition that reads the
+anchor alone (pushed into the scan), then join the term columns.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from fluo import ast
+from fluo.ast import Expr
+from fluo.check import (
+    CheckedRule,
+    reads_this,
+    referenced_columns,
+    split_correlation,
+    trace_terms,
+)
+from fluo.compile import SIGNAL_SCHEMA, Context, lower, lower_condition, message_expression
+from fluo.errors import CompileError
+from fluo.schema import UTC_NS, SpanSchema
+
+#: Value of each aggregate for a span or trace with no spans in its scope.
+EMPTY_VALUE: dict[str, object] = {
+    "count": 0,
+    "has": False,
+    "missing": True,
+    "all": True,
+    "sum": 0,
+    "distinct": 0,
+}
+QUANTILES = {"median": 0.5, "p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+EVIDENCE_LIMIT = 10
+
+
+def trace_key(schema: SpanSchema) -> str:
+    """The column traces are grouped by: the integer key when the table has one."""
+    return "trace_key" if schema.has("trace_key") else "trace_id"
+
+
+@dataclass(frozen=True)
+class TracePlan:
+    """Everything needed to evaluate the trace-level rules of a rule set on one table."""
+
+    rules: tuple[CheckedRule, ...]
+    schema: SpanSchema
+    key: str
+    terms: dict[Expr, str]
+    per_trace: tuple[Expr, ...]
+    correlated: tuple[ast.Aggregate, ...]
+    parents: tuple[ast.Related, ...]
+    structural: tuple[ast.Aggregate, ...]
+    supports: dict[str, Expr | None] = field(default_factory=dict)
+    prefilter: Expr | None = None
+
+    @property
+    def ctx(self) -> Context:
+        """Lowering context in which every trace term reads its own column."""
+        base = Context(self.schema)
+        types = {name: term_dtype(term, base) for term, name in self.terms.items()}
+        return Context(self.schema, self.terms, types)
+
+    @property
+    def anchored(self) -> tuple[CheckedRule, ...]:
+        return tuple(r for r in self.rules if r.level == "anchored")
+
+    @property
+    def whole_trace(self) -> tuple[CheckedRule, ...]:
+        return tuple(r for r in self.rules if r.level == "trace")
+
+    # -- the per-trace table ---------------------------------------------------------
+
+    def trace_table(self, spans: pl.LazyFrame) -> pl.LazyFrame:
+        """One row per trace: every per-trace term, and the anchor of each trace rule."""
+        ctx = Context(self.schema)
+        aggs = [term_aggregate(t, ctx).alias(self.terms[t]) for t in self.per_trace]
+        aggs.append(pl.col("trace_id").first().alias("__trace_id"))
+        for i, rule in enumerate(self.whole_trace):
+            aggs += self._anchor_columns(i, self.supports.get(rule.name), ctx)
+        source = spans
+        if self.prefilter is not None:
+            source = spans.filter(lower_condition(self.prefilter, ctx))
+        return source.group_by(self.key).agg(aggs)
+
+    def _anchor_columns(self, i: int, support: Expr | None, ctx: Context) -> list[pl.Expr]:
+        """The anchor span of trace rule i: the earliest span its support names,
+        or the trace's root (the earliest span without a parent, else the earliest span)."""
+        order = [pl.col("start_time")] if self.schema.has("start_time") else [pl.col("span_id")]
+        if support is not None:
+            mask = lower_condition(support, ctx)
+
+            def pick(e: pl.Expr) -> pl.Expr:
+                return e.filter(mask).sort_by([o.filter(mask) for o in order])
+
+        else:
+            rootless = (
+                [pl.col("parent_span_id").is_not_null()]
+                if self.schema.has("parent_span_id")
+                else []
+            )
+
+            def pick(e: pl.Expr) -> pl.Expr:
+                return e.sort_by([*rootless, *order])
+
+        limit = EVIDENCE_LIMIT if support is not None else 1
+        out = [
+            pick(pl.col("span_id")).head(limit).alias(f"__ev{i}"),
+            pick(pl.col("span_id")).first().alias(f"__span{i}"),
+        ]
+        for column, alias in (
+            ("name", "name"),
+            ("service_name", "service"),
+            ("start_time", "time"),
+        ):
+            if self.schema.has(column):
+                out.append(pick(_plain_column(column, self.schema)).first().alias(f"__{alias}{i}"))
+        return out
+
+    # -- anchors -------------------------------------------------------------------------
+
+    def anchor_filter(self) -> pl.Expr | None:
+        """Spans that may be anchors of some anchored rule (None: no anchored rules)."""
+        parts = [anchor_condition(r.predicate) for r in self.anchored]
+        if not parts:
+            return None
+        if any(p is None for p in parts):
+            return pl.lit(True)
+        ctx = Context(self.schema)
+        return functools.reduce(lambda a, b: a | b, (lower_condition(p, ctx) for p in parts if p))
+
+    def anchor_columns(self) -> list[str]:
+        needed: set[str] = {self.key, "trace_id", "span_id"}
+        for rule in self.anchored:
+            needed |= rule.columns
+        for column in ("parent_span_id", "service_name", "name", "start_time"):
+            if self.schema.has(column):
+                needed.add(column)
+        return [c for c in self.schema.columns if c in needed]
+
+    # -- tables joined to anchors ------------------------------------------------------
+
+    def parent_table(self, spans: pl.LazyFrame) -> pl.LazyFrame | None:
+        if not self.parents:
+            return None
+        ctx = Context(self.schema)
+        fields = [lower(p.value, ctx).alias(self.terms[p]) for p in self.parents]
+        return spans.select(
+            pl.col(self.key), pl.col("span_id").alias("__parent_id"), *fields
+        ).unique(subset=[self.key, "__parent_id"], keep="first")
+
+    def correlated_table(self, spans: pl.LazyFrame, agg: ast.Aggregate) -> pl.LazyFrame:
+        """Per (trace, correlation keys): the aggregate, to join with each anchor."""
+        ctx = Context(self.schema)
+        split = split_correlation(agg)
+        name = self.terms[agg]
+        source = spans
+        if split.rest:
+            source = spans.filter(lower_condition(ast.And(split.rest), ctx))
+        keys = [lower(cand, ctx).alias(f"{name}_k{j}") for j, (cand, _) in enumerate(split.keys)]
+        source = source.with_columns(keys) if keys else source
+        group = [self.key, *(f"{name}_k{j}" for j in range(len(split.keys)))]
+        if split.ordering is not None:
+            op, cand, _ = split.ordering
+            bound = lower(cand, ctx)
+            value = bound.min() if op in ("<", "<=") else bound.max()
+        elif agg.func in ("has", "missing"):
+            value = pl.len() > 0
+        else:
+            value = term_aggregate(ast.Aggregate(agg.func, agg.value, None), ctx)
+        return source.group_by(group).agg(value.alias(name))
+
+    def join_terms(
+        self,
+        anchors: pl.DataFrame,
+        trace_table: pl.DataFrame,
+        parents: pl.DataFrame | None,
+        correlated: Sequence[pl.DataFrame],
+        structural: Sequence[pl.DataFrame],
+    ) -> pl.DataFrame:
+        """Anchor spans with the value of every trace term as a column."""
+        ctx = Context(self.schema)
+        out = anchors
+        per_trace = [self.terms[t] for t in self.per_trace]
+        if per_trace:
+            out = out.join(trace_table.select(self.key, *per_trace), on=self.key, how="left")
+        if parents is not None:
+            out = out.join(
+                parents,
+                left_on=[self.key, "parent_span_id"],
+                right_on=[self.key, "__parent_id"],
+                how="left",
+            )
+        for agg, table in zip(self.correlated, correlated, strict=True):
+            name = self.terms[agg]
+            split = split_correlation(agg)
+            anchor_keys = [
+                lower(a, ctx).alias(f"{name}_a{j}") for j, (_, a) in enumerate(split.keys)
+            ]
+            out = out.with_columns(anchor_keys) if anchor_keys else out
+            out = out.join(
+                table,
+                left_on=[self.key, *(f"{name}_a{j}" for j in range(len(split.keys)))],
+                right_on=[self.key, *(f"{name}_k{j}" for j in range(len(split.keys)))],
+                how="left",
+            )
+            if split.ordering is not None:
+                op, _, anchor_value = split.ordering
+                bound, mine = pl.col(name), lower(anchor_value, ctx)
+                found = {
+                    "<": bound < mine,
+                    "<=": bound <= mine,
+                    ">": bound > mine,
+                    ">=": bound >= mine,
+                }[op].fill_null(False)
+            elif agg.func in ("has", "missing"):
+                found = pl.col(name).fill_null(False)
+            else:
+                found = pl.col(name)
+            if agg.func == "missing":
+                found = ~found
+            out = out.with_columns(found.alias(name))
+        for agg, table in zip(self.structural, structural, strict=True):
+            own = "parent_span_id" if agg.scope == "siblings" else "span_id"
+            out = out.join(
+                table, left_on=[self.key, own], right_on=[self.key, "__related_to"], how="left"
+            )
+            if agg.scope == "siblings":
+                assert agg.where is not None
+                me = lower_condition(agg.where, Context(self.schema)).cast(pl.Int64)
+                out = out.with_columns(
+                    (pl.col(self.terms[agg]).fill_null(0) - me).alias(self.terms[agg])
+                )
+                if agg.func != "count":
+                    present = pl.col(self.terms[agg]) > 0
+                    out = out.with_columns(
+                        (present if agg.func == "has" else ~present).alias(self.terms[agg])
+                    )
+        return out.with_columns(
+            pl.col(self.terms[t]).fill_null(EMPTY_VALUE[t.func])
+            for t in (*self.per_trace, *self.correlated, *self.structural)
+            if isinstance(t, ast.Aggregate) and t.func in EMPTY_VALUE
+        )
+
+    # -- signals -------------------------------------------------------------------------
+
+    def anchored_signals(self, joined: pl.DataFrame) -> list[pl.DataFrame]:
+        frames = []
+        for rule in self.anchored:
+            flag = lower_condition(rule.predicate, self.ctx)
+            rows = joined.filter(flag)
+            if rows.height == 0:
+                continue
+            frames.append(
+                rows.select(
+                    rule=pl.lit(rule.name, dtype=pl.String),
+                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
+                    trace_id=pl.col("trace_id").cast(pl.String),
+                    span_id=pl.col("span_id").cast(pl.String),
+                    service=_maybe("service_name", self.schema),
+                    name=_maybe("name", self.schema),
+                    time=_time(self.schema),
+                    message=message_expression(rule, self.schema, self.terms),
+                    evidence=pl.concat_list(pl.col("span_id").cast(pl.String)),
+                )
+            )
+        return frames
+
+    def trace_signals(self, trace_table: pl.DataFrame) -> list[pl.DataFrame]:
+        frames = []
+        table = trace_table.with_columns(
+            pl.col(self.terms[t]).fill_null(EMPTY_VALUE[t.func])
+            for t in self.per_trace
+            if isinstance(t, ast.Aggregate) and t.func in EMPTY_VALUE
+        )
+        for i, rule in enumerate(self.whole_trace):
+            rows = table.filter(lower_condition(rule.predicate, self.ctx))
+            if rows.height == 0:
+                continue
+            frames.append(
+                rows.select(
+                    rule=pl.lit(rule.name, dtype=pl.String),
+                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
+                    trace_id=pl.col("__trace_id").cast(pl.String),
+                    span_id=pl.col(f"__span{i}").cast(pl.String),
+                    service=_opt(rows, f"__service{i}", pl.String()),
+                    name=_opt(rows, f"__name{i}", pl.String()),
+                    time=_opt(rows, f"__time{i}", UTC_NS),
+                    message=message_expression(rule, self.schema, self.terms),
+                    evidence=pl.col(f"__ev{i}").cast(pl.List(pl.String)),
+                )
+            )
+        return frames
+
+
+def _plain_column(column: str, schema: SpanSchema) -> pl.Expr:
+    return lower(ast.Column(column, "string"), Context(schema))
+
+
+def _maybe(column: str, schema: SpanSchema) -> pl.Expr:
+    return pl.col(column).cast(pl.String) if schema.has(column) else pl.lit(None, pl.String)
+
+
+def _time(schema: SpanSchema) -> pl.Expr:
+    if not schema.has("start_time"):
+        return pl.lit(None, dtype=UTC_NS)
+    return lower(ast.Column("start_time", "timestamp"), Context(schema))
+
+
+def _opt(frame: pl.DataFrame, column: str, dtype: pl.DataType) -> pl.Expr:
+    return pl.col(column).cast(dtype) if column in frame.columns else pl.lit(None, dtype=dtype)
+
+
+# --- lowering of aggregates ------------------------------------------------------------
+
+
+def term_aggregate(node: Expr, ctx: Context) -> pl.Expr:
+    """A per-trace term as an aggregation expression inside `group_by(trace key).agg`."""
+    if isinstance(node, ast.TraceField):
+        return _trace_field(node.name, ctx)
+    if isinstance(node, ast.Related) and node.relation == "root":
+        value = lower(node.value, ctx)
+        if not ctx.schema.has("parent_span_id"):
+            return pl.lit(None).first()
+        is_root = pl.col("parent_span_id").is_null()
+        order = pl.col("start_time") if ctx.schema.has("start_time") else pl.col("span_id")
+        picked = value.filter(is_root).sort_by(order.filter(is_root)).first()
+        return pl.when(is_root.any()).then(picked)
+    if not isinstance(node, ast.Aggregate):
+        raise CompileError(f"no aggregate lowering for {type(node).__name__}")
+    where = lower_condition(node.where, ctx) if node.where is not None else None
+    func = node.func
+    if func == "count":
+        return (where.sum() if where is not None else pl.len()).cast(pl.Int64)
+    if func in ("has", "missing"):
+        assert where is not None
+        return where.any() if func == "has" else ~where.any()
+    assert node.value is not None
+    value = lower_condition(node.value, ctx) if func == "all" else lower(node.value, ctx)
+    if func == "all":
+        return (value | ~where).all() if where is not None else value.all()
+    if where is not None:
+        value = value.filter(where)
+    if func == "distinct":
+        return value.drop_nulls().n_unique().cast(pl.Int64)
+    if func in QUANTILES:
+        return value.quantile(QUANTILES[func], interpolation="linear")
+    return {"max": value.max, "min": value.min, "sum": value.sum, "avg": value.mean}[func]()
+
+
+def term_dtype(term: Expr, ctx: Context) -> pl.DataType:
+    """The Polars type of a trace term's column."""
+    if isinstance(term, ast.TraceField):
+        return UTC_NS if term.name in ("start", "end") else pl.Int64()
+    if isinstance(term, ast.Related):
+        return ctx.dtype_of(lower(term.value, ctx))
+    assert isinstance(term, ast.Aggregate)
+    if term.func in ("count", "distinct"):
+        return pl.Int64()
+    if term.func in ("has", "missing", "all"):
+        return pl.Boolean()
+    if term.func in ("avg", *QUANTILES):
+        return pl.Float64()
+    assert term.value is not None
+    value = ctx.dtype_of(lower(term.value, ctx))
+    if term.func == "sum" and value.is_integer():
+        return pl.Int64()
+    return value
+
+
+def _trace_field(name: str, ctx: Context) -> pl.Expr:
+    start = lower(ast.Column("start_time", "timestamp"), ctx)
+    if ctx.schema.has("end_time"):
+        end = lower(ast.Column("end_time", "timestamp"), ctx)
+    else:
+        end = start + pl.duration(nanoseconds=pl.col("duration_ns"))
+    if name == "duration":
+        return (end.max() - start.min()).dt.total_nanoseconds()
+    if name == "start":
+        return start.min()
+    if name == "end":
+        return end.max()
+    if name == "span_count":
+        return pl.len().cast(pl.Int64)
+    if name == "error_count":
+        return (pl.col("status_code").cast(pl.String) == "ERROR").sum().cast(pl.Int64)
+    raise CompileError(f"no lowering rule for trace.{name}")
+
+
+# --- analysis ---------------------------------------------------------------------------
+
+
+def anchor_condition(predicate: Expr) -> Expr | None:
+    """The conjuncts of a condition that read only the anchor span: a filter for candidates."""
+    conjuncts = list(predicate.operands) if isinstance(predicate, ast.And) else [predicate]
+    local = [c for c in conjuncts if not trace_terms(c)]
+    if not local:
+        return None
+    return local[0] if len(local) == 1 else ast.And(tuple(local))
+
+
+def support(predicate: Expr) -> Expr | None:
+    """A span condition without which the trace condition cannot hold, or None.
+
+    `has(P)` needs a P span; `count(P) > n` (n >= 0) too; `and` needs any one of its
+    parts' support; `or` needs one of each part's. Traces without a supporting span
+    can be skipped, and the support names the spans that are the signal's evidence.
+    """
+    match predicate:
+        case ast.Aggregate(func="has", scope="trace", where=where) if (
+            where is not None and not reads_this(where)
+        ):
+            return where
+        case ast.Compare(
+            op=op,
+            left=ast.Aggregate(func="count", scope="trace", where=where),
+            right=ast.Int(value=n),
+        ) if where is not None and not reads_this(where):
+            if (op == ">" and n >= 0) or (op in (">=", "==") and n >= 1):
+                return where
+        case ast.And(operands=ops):
+            for op_ in ops:
+                found = support(op_)
+                if found is not None:
+                    return found
+        case ast.Or(operands=ops):
+            parts = [support(o) for o in ops]
+            if all(p is not None for p in parts):
+                return ast.Or(tuple(p for p in parts if p is not None))
+    return None
+
+
+def _needs_every_span(term: Expr) -> bool:
+    if isinstance(term, ast.Aggregate):
+        return term.where is None
+    return True  # trace.*, root.*
+
+
+def compile_trace_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> TracePlan:
+    """Collect and name the trace terms of `rules` and decide how each is computed."""
+    terms: dict[Expr, str] = {}
+    per_trace: list[Expr] = []
+    correlated: list[ast.Aggregate] = []
+    parents: list[ast.Related] = []
+    structural: list[ast.Aggregate] = []
+    for rule in rules:
+        parts = [rule.predicate]
+        if rule.message is not None:
+            parts += [p for p in rule.message.parts if not isinstance(p, str)]
+        for term in (t for p in parts for t in trace_terms(p)):
+            if term in terms:
+                continue
+            terms[term] = f"__t{len(terms)}"
+            if isinstance(term, ast.Related) and term.relation == "parent":
+                parents.append(term)
+            elif isinstance(term, ast.Aggregate) and term.scope != "trace":
+                structural.append(term)
+            elif isinstance(term, ast.Aggregate) and reads_this(term):
+                correlated.append(term)
+            else:
+                per_trace.append(term)
+    supports = {r.name: support(r.predicate) for r in rules if r.level == "trace"}
+    prefilter: Expr | None = None
+    if not any(_needs_every_span(t) for t in per_trace) and all(
+        s is not None for s in supports.values()
+    ):
+        wheres = [t.where for t in per_trace if isinstance(t, ast.Aggregate) and t.where]
+        wheres += [s for s in supports.values() if s is not None]
+        if wheres:
+            prefilter = ast.Or(tuple(dict.fromkeys(wheres)))
+    return TracePlan(
+        tuple(rules),
+        schema,
+        trace_key(schema),
+        terms,
+        tuple(per_trace),
+        tuple(correlated),
+        tuple(parents),
+        tuple(structural),
+        supports,
+        prefilter,
+    )
+
+
+def columns_of(node: Expr) -> frozenset[str]:
+    return referenced_columns(ast.walk(node))
+
+
+__all__ = ["SIGNAL_SCHEMA", "TracePlan", "compile_trace_rules", "term_aggregate"]

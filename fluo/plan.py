@@ -1,0 +1,55 @@
+"""The compiled form of a whole rule set for one span table: span rules and trace rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from fluo.check import CheckedRule
+from fluo.compile import SpanPlan, compile_rules
+from fluo.compile_trace import TracePlan, compile_trace_rules
+from fluo.printer import show_rule
+from fluo.schema import SpanSchema
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Span-level rules as one fused filter; trace-level rules as a `TracePlan`."""
+
+    span: SpanPlan
+    trace: TracePlan | None
+
+    @property
+    def rules(self) -> tuple[CheckedRule, ...]:
+        return self.span.rules + (self.trace.rules if self.trace else ())
+
+    def explain(self, spans: pl.LazyFrame) -> str:
+        """Each rule as checked, then the Polars plans that evaluate them."""
+        parts = [show_rule(r) for r in self.rules]
+        if self.span.rules:
+            parts.append(
+                "span rules: one scan, the filter is pushed into it:\n"
+                + self.span.hits(spans).explain()
+            )
+        if self.trace is not None:
+            t = self.trace
+            lines = [f"trace rules: grouped by {t.key}"]
+            if t.prefilter is not None:
+                lines.append("only spans that some trace term names are read (prefilter)")
+            lines.append(f"per-trace terms (one group_by): {len(t.per_trace)}")
+            lines.append(f"parent fields (one join): {len(t.parents)}")
+            lines.append(f"aggregates reading this. (group_by per key + join): {len(t.correlated)}")
+            lines.append(f"relation aggregates (structure walk): {len(t.structural)}")
+            lines.append("per-trace table plan:\n" + t.trace_table(spans).explain())
+            parts.append("\n".join(lines))
+        return "\n\n".join(parts)
+
+
+def build_plan(rules: Sequence[CheckedRule], schema: SpanSchema) -> RunPlan:
+    """Split checked rules by level and compile each group."""
+    span_rules = [r for r in rules if r.level == "span"]
+    trace_rules = [r for r in rules if r.level != "span"]
+    trace = compile_trace_rules(trace_rules, schema) if trace_rules else None
+    return RunPlan(compile_rules(span_rules, schema), trace)
