@@ -340,7 +340,7 @@ class _Builder(Transformer[Token, Expr]):
         )
 
     def arg(self, meta: Any, children: list[Any]) -> tuple[Expr, Expr | None]:
-        value, where = (children + [None])[:2]
+        value, where = [*children, None][:2]
         return value, where
 
     def call(self, meta: Any, children: list[Any]) -> Expr:
@@ -443,7 +443,7 @@ class _Builder(Transformer[Token, Expr]):
         return ast.Arith(str(op), left, right, pos=self._token_pos(op))
 
     def fluo_rule(self, meta: Any, children: list[Expr | None]) -> Expr:
-        when, always, never = (children + [None, None])[:3]
+        when, always, never = [*children, None, None][:3]
         assert when is not None
         return from_fluo(when, always, never, self._pos(meta))
 
@@ -523,7 +523,7 @@ def _fluo_term(node: Expr) -> Expr:
     match node:
         case ast.Name(name=name) | ast.Str(value=name):
             return ast.Aggregate("has", None, _span_named(name, node.pos), pos=node.pos)
-        case _WhereChain(name=name, conditions=conditions):
+        case _WhereChain():
             return ast.Aggregate("has", None, _where_chain_condition(node), pos=node.pos)
         case ast.Aggregate(func="count", where=ast.Name(name=name) | ast.Str(value=name)):
             return ast.Aggregate("count", None, _span_named(name, node.pos), pos=node.pos)
