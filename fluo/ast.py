@@ -281,6 +281,30 @@ class Related(Node):
     pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Absent(Node):
+    """A sequence step that must NOT occur between the steps around it."""
+
+    predicate: Expr
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence(Node):
+    """Ordered steps within a trace (or within groups of `by`), the last within `within`
+    nanoseconds of the first, cancelled by an `until` span between first and last."""
+
+    steps: tuple[Expr, ...]
+    by: Expr | None = None
+    within: int | None = None
+    until: Expr | None = None
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+    @property
+    def positive_steps(self) -> tuple[Expr, ...]:
+        return tuple(s for s in self.steps if not isinstance(s, Absent))
+
+
 # --- resolved nodes (built by the checker) ---------------------------------------
 
 
@@ -346,6 +370,8 @@ Expr: TypeAlias = (
     | Aggregate
     | TraceField
     | Related
+    | Absent
+    | Sequence
     | Column
     | MapGet
     | Cast
@@ -421,8 +447,10 @@ def children(node: Expr) -> tuple[Expr, ...]:
             return args
         case Aggregate(value=v, where=w):
             return tuple(x for x in (v, w) if x is not None)
-        case Related(value=v):
+        case Related(value=v) | Absent(predicate=v):
             return (v,)
+        case Sequence(steps=steps, by=by, until=until):
+            return (*steps, *(x for x in (by, until) if x is not None))
     return ()
 
 

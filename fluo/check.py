@@ -108,6 +108,13 @@ def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
             else:
                 parts.append(resolved)
         message = ast.Template(tuple(parts), pos=rule.message.pos)
+    if not isinstance(predicate, ast.Sequence) and any(
+        isinstance(n, ast.Sequence) and n.by is not None for n in ast.walk(predicate)
+    ):
+        checker.fail(
+            "a sequence grouped 'by' another key cannot be combined with other conditions",
+            rule.predicate,
+        )
     if checker.errors:
         raise RuleError(checker.errors)
     nodes = ast.walk(predicate)
@@ -198,7 +205,7 @@ def trace_terms(node: Expr) -> list[Expr]:
     stack = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, ast.Aggregate | ast.TraceField | ast.Related):
+        if isinstance(current, ast.Aggregate | ast.TraceField | ast.Related | ast.Sequence):
             found.append(current)
             continue
         stack.extend(ast.children(current))
@@ -216,7 +223,7 @@ def reads_anchor(node: Expr) -> bool:
             return True
         if isinstance(current, ast.Aggregate) and current.scope != "trace":
             return True
-        if isinstance(current, ast.Aggregate | ast.TraceField | ast.Related):
+        if isinstance(current, ast.Aggregate | ast.TraceField | ast.Related | ast.Sequence):
             continue
         stack.extend(ast.children(current))
     return False
@@ -225,7 +232,9 @@ def reads_anchor(node: Expr) -> bool:
 def rule_level(predicate: Expr, message: ast.Template | None = None) -> str:
     """How a rule is evaluated: per span ("span"), per span with trace context
     ("anchored"), or once per trace ("trace")."""
-    parts = [predicate]
+    if isinstance(predicate, ast.Sequence):
+        return "sequence"
+    parts: list[Expr] = [predicate]
     if message is not None:
         parts += [p for p in message.parts if not isinstance(p, str)]
     if not any(trace_terms(p) for p in parts):
@@ -321,6 +330,11 @@ class _Checker:
                 return self._trace_field(node)
             case ast.Related():
                 return self._related(node)
+            case ast.Sequence():
+                return self._sequence(node)
+            case ast.Absent():
+                self.fail("'absent' is a step of a sequence", node)
+                return node, _ERROR
             case ast.Column() | ast.MapGet() | ast.Cast() | ast.InUnit():
                 return node, _resolved_type(node)
         self.fail(f"unsupported construct {type(node).__name__}", node)
@@ -624,7 +638,7 @@ class _Checker:
             )
 
     def _exists(self, node: ast.Exists) -> tuple[Expr, Type | None]:
-        if not isinstance(node.value, ast.Field | ast.Attribute):
+        if not isinstance(node.value, ast.Field | ast.Attribute | ast.Related):
             self.fail("'exists' applies to a field or an attribute", node.value)
             return node, _ERROR
         value, kind = self.resolve(node.value)
@@ -706,6 +720,31 @@ class _Checker:
         if func in ("avg", "median") or func.startswith("p"):
             return resolved, Type.DURATION if kind == Type.DURATION else Type.FLOAT
         return resolved, kind
+
+    def _sequence(self, node: ast.Sequence) -> tuple[Expr, Type | None]:
+        if self.in_aggregate:
+            self.fail("a sequence cannot be used inside an aggregate", node)
+            return node, _ERROR
+        if not self.schema.can_provide("start_time"):
+            self.fail("a sequence needs column 'start_time'", node)
+            return node, _ERROR
+        self.in_aggregate = True  # steps, `by` and `until` read one span at a time
+        try:
+            steps = tuple(
+                ast.Absent(self._boolean(s.predicate), pos=s.pos)
+                if isinstance(s, ast.Absent)
+                else self._boolean(s)
+                for s in node.steps
+            )
+            until = self._boolean(node.until) if node.until is not None else None
+            by = self.resolve(node.by)[0] if node.by is not None else None
+        finally:
+            self.in_aggregate = False
+        resolved = ast.Sequence(steps, by, node.within, until, pos=node.pos)
+        if reads_this(resolved):
+            self.fail("'this.' cannot be used in a sequence", node)
+            return node, _ERROR
+        return resolved, Type.BOOL
 
     def _trace_field(self, node: ast.TraceField) -> tuple[Expr, Type | None]:
         if self.in_aggregate:

@@ -75,8 +75,12 @@ def _fail(exc: FluoError) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+#: The rule files `fluo run` uses with no arguments (the FLUO library is not among them).
+DEFAULT_RULES = ("rules/seed.yaml", "rules/starter.yaml", "rules/traces.yaml")
+
+
 def _load(paths: list[Path] | None) -> RuleSet:
-    return load_rules(paths or [bundled("rules")])
+    return load_rules(paths or [bundled(r) for r in DEFAULT_RULES])
 
 
 @app.command()

@@ -374,7 +374,10 @@ def lower_call(node: ast.Call, ctx: Context) -> pl.Expr:
 @lower.register(ast.Aggregate)
 @lower.register(ast.TraceField)
 @lower.register(ast.Related)
-def lower_trace_term(node: ast.Aggregate | ast.TraceField | ast.Related, ctx: Context) -> pl.Expr:
+@lower.register(ast.Sequence)
+def lower_trace_term(
+    node: ast.Aggregate | ast.TraceField | ast.Related | ast.Sequence, ctx: Context
+) -> pl.Expr:
     """A trace-level term reads the column the trace plan computed for it."""
     if node in ctx.terms:
         return pl.col(ctx.terms[node])
@@ -393,11 +396,8 @@ def rule_expression(
     return lower_condition(rule.predicate, Context(schema, terms or {})).alias(rule.name)
 
 
-def message_expression(
-    rule: CheckedRule, schema: SpanSchema, terms: Mapping[Expr, str] | None = None
-) -> pl.Expr:
+def message_expression(rule: CheckedRule, ctx: Context) -> pl.Expr:
     """The rule's message for each violating span, as a string expression."""
-    ctx = Context(schema, terms or {})
     if rule.message is None:
         return pl.lit(default_message(rule.rule), dtype=pl.String)
     pieces: list[pl.Expr] = []
@@ -461,7 +461,7 @@ class SpanPlan:
                     service=_maybe(rows, "service_name"),
                     name=_maybe(rows, "name"),
                     time=_time(rows),
-                    message=message_expression(rule, self.schema),
+                    message=message_expression(rule, Context(self.schema)),
                     evidence=pl.concat_list(_maybe(rows, "span_id")),
                 )
             )

@@ -66,10 +66,11 @@ class TracePlan:
     correlated: tuple[ast.Aggregate, ...]
     parents: tuple[ast.Related, ...]
     structural: tuple[ast.Aggregate, ...]
+    sequences: tuple[ast.Sequence, ...] = ()
     supports: dict[str, Expr | None] = field(default_factory=dict)
     prefilter: Expr | None = None
 
-    @property
+    @functools.cached_property
     def ctx(self) -> Context:
         """Lowering context in which every trace term reads its own column."""
         base = Context(self.schema)
@@ -83,6 +84,48 @@ class TracePlan:
     @property
     def whole_trace(self) -> tuple[CheckedRule, ...]:
         return tuple(r for r in self.rules if r.level == "trace")
+
+    @property
+    def sequence_rules(self) -> tuple[CheckedRule, ...]:
+        return tuple(r for r in self.rules if r.level == "sequence")
+
+    def sequence_table(self, spans: pl.LazyFrame, seq: ast.Sequence) -> pl.LazyFrame:
+        """The traces in which sequence term `seq` matches: (key, True)."""
+        matches = sequence_matches(spans, seq, self.schema, self.key)
+        return (
+            matches.select(pl.col("__g").alias(self.key))
+            .unique()
+            .with_columns(pl.lit(True).alias(self.terms[seq]))
+        )
+
+    def with_sequences(self, frame: pl.DataFrame, tables: Sequence[pl.DataFrame]) -> pl.DataFrame:
+        """`frame` (keyed by trace) with the column of every sequence term (false if absent)."""
+        for seq, table in zip(self.sequences, tables, strict=True):
+            frame = frame.join(table, on=self.key, how="left").with_columns(
+                pl.col(self.terms[seq]).fill_null(False)
+            )
+        return frame
+
+    def sequence_signals(self, matches: Sequence[pl.DataFrame]) -> list[pl.DataFrame]:
+        """One signal per match of each sequence rule, anchored at its first step."""
+        frames = []
+        for rule, rows in zip(self.sequence_rules, matches, strict=True):
+            if rows.height == 0:
+                continue
+            frames.append(
+                rows.select(
+                    rule=pl.lit(rule.name, dtype=pl.String),
+                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
+                    trace_id=pl.col("trace_id").cast(pl.String),
+                    span_id=pl.col("span_id").cast(pl.String),
+                    service=_opt(rows, "service_name", pl.String()),
+                    name=_opt(rows, "name", pl.String()),
+                    time=_opt(rows, "__time", UTC_NS),
+                    message=message_expression(rule, self.ctx),
+                    evidence=pl.col("__evidence"),
+                )
+            )
+        return frames
 
     # -- the per-trace table ---------------------------------------------------------
 
@@ -275,7 +318,7 @@ class TracePlan:
                     service=_maybe("service_name", self.schema),
                     name=_maybe("name", self.schema),
                     time=_time(self.schema),
-                    message=message_expression(rule, self.schema, self.terms),
+                    message=message_expression(rule, self.ctx),
                     evidence=pl.concat_list(pl.col("span_id").cast(pl.String)),
                 )
             )
@@ -301,7 +344,7 @@ class TracePlan:
                     service=_opt(rows, f"__service{i}", pl.String()),
                     name=_opt(rows, f"__name{i}", pl.String()),
                     time=_opt(rows, f"__time{i}", UTC_NS),
-                    message=message_expression(rule, self.schema, self.terms),
+                    message=message_expression(rule, self.ctx),
                     evidence=pl.col(f"__ev{i}").cast(pl.List(pl.String)),
                 )
             )
@@ -369,6 +412,8 @@ def term_dtype(term: Expr, ctx: Context) -> pl.DataType:
         return UTC_NS if term.name in ("start", "end") else pl.Int64()
     if isinstance(term, ast.Related):
         return ctx.dtype_of(lower(term.value, ctx))
+    if isinstance(term, ast.Sequence):
+        return pl.Boolean()
     assert isinstance(term, ast.Aggregate)
     if term.func in ("count", "distinct"):
         return pl.Int64()
@@ -381,6 +426,80 @@ def term_dtype(term: Expr, ctx: Context) -> pl.DataType:
     if term.func == "sum" and value.is_integer():
         return pl.Int64()
     return value
+
+
+def sequence_matches(
+    spans: pl.LazyFrame, seq: ast.Sequence, schema: SpanSchema, key: str
+) -> pl.LazyFrame:
+    """Every match of a sequence, one row per span that starts it (greedy, like EQL).
+
+    Each next step is the earliest span of the group that starts strictly after the
+    previous step (`join_asof`, forward, exact matches excluded). An `absent` step
+    is the earliest such span after the previous step: it must not start before the
+    next step. `until` likewise between the first and the last step.
+    Columns: __g (the group), trace_id, span_id, name, service_name, __time (of the
+    first step) and __evidence (the span id of every step).
+    """
+    ctx = Context(schema)
+    group = lower(seq.by, ctx) if seq.by is not None else pl.col(key)
+    start = lower(ast.Column("start_time", "timestamp"), ctx)
+    base = spans.with_columns(group.alias("__g"), start.alias("__t")).filter(
+        pl.col("__g").is_not_null() & pl.col("__t").is_not_null()
+    )
+
+    def occurrences(predicate: Expr, prefix: str) -> pl.LazyFrame:
+        return (
+            base.filter(lower_condition(predicate, ctx))
+            .select(
+                "__g", pl.col("__t").alias(f"{prefix}_t"), pl.col("span_id").alias(f"{prefix}_id")
+            )
+            .sort(f"{prefix}_t")
+        )
+
+    def after(left: pl.LazyFrame, left_t: str, right: pl.LazyFrame, right_t: str) -> pl.LazyFrame:
+        return left.sort(left_t).join_asof(
+            right,
+            left_on=left_t,
+            right_on=right_t,
+            by="__g",
+            strategy="forward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+
+    first, *rest = seq.steps
+    keep = [c for c in ("trace_id", "span_id", "name", "service_name") if schema.has(c)]
+    matches = base.filter(lower_condition(first, ctx)).select(
+        "__g", *keep, pl.col("__t").alias("s0_t"), pl.col("span_id").alias("s0_id")
+    )
+    previous, absent, ids = "s0", None, ["s0_id"]
+    for i, step in enumerate(rest, start=1):
+        if isinstance(step, ast.Absent):
+            absent = step.predicate
+            continue
+        name = f"s{i}"
+        matches = after(matches, f"{previous}_t", occurrences(step, name), f"{name}_t")
+        matches = matches.filter(pl.col(f"{name}_t").is_not_null())
+        if absent is not None:
+            gap = f"a{i}"
+            matches = after(matches, f"{previous}_t", occurrences(absent, gap), f"{gap}_t")
+            matches = matches.filter(
+                pl.col(f"{gap}_t").is_null() | (pl.col(f"{gap}_t") >= pl.col(f"{name}_t"))
+            )
+            absent = None
+        previous = name
+        ids.append(f"{name}_id")
+    if seq.within is not None:
+        span_ns = (pl.col(f"{previous}_t") - pl.col("s0_t")).dt.total_nanoseconds()
+        matches = matches.filter(span_ns <= seq.within)
+    if seq.until is not None:
+        matches = after(matches, "s0_t", occurrences(seq.until, "u"), "u_t")
+        matches = matches.filter(
+            pl.col("u_t").is_null() | (pl.col("u_t") >= pl.col(f"{previous}_t"))
+        )
+    return matches.select(
+        "__g", *keep, pl.col("s0_t").alias("__time"), pl.concat_list(ids).alias("__evidence")
+    )
 
 
 def _trace_field(name: str, ctx: Context) -> pl.Expr:
@@ -433,6 +552,8 @@ def support(predicate: Expr) -> Expr | None:
         ) if where is not None and not reads_this(where):
             if (op == ">" and n >= 0) or (op in (">=", "==") and n >= 1):
                 return where
+        case ast.Sequence(by=None, steps=steps):
+            return steps[0]
         case ast.And(operands=ops):
             for op_ in ops:
                 found = support(op_)
@@ -458,15 +579,18 @@ def compile_trace_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> Tra
     correlated: list[ast.Aggregate] = []
     parents: list[ast.Related] = []
     structural: list[ast.Aggregate] = []
+    sequences: list[ast.Sequence] = []
     for rule in rules:
-        parts = [rule.predicate]
+        parts = [] if rule.level == "sequence" else [rule.predicate]
         if rule.message is not None:
             parts += [p for p in rule.message.parts if not isinstance(p, str)]
         for term in (t for p in parts for t in trace_terms(p)):
             if term in terms:
                 continue
             terms[term] = f"__t{len(terms)}"
-            if isinstance(term, ast.Related) and term.relation == "parent":
+            if isinstance(term, ast.Sequence):
+                sequences.append(term)
+            elif isinstance(term, ast.Related) and term.relation == "parent":
                 parents.append(term)
             elif isinstance(term, ast.Aggregate) and term.scope != "trace":
                 structural.append(term)
@@ -492,6 +616,7 @@ def compile_trace_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> Tra
         tuple(correlated),
         tuple(parents),
         tuple(structural),
+        tuple(sequences),
         supports,
         prefilter,
     )

@@ -680,6 +680,7 @@ RULE_KEYS = (
     "when",
     "condition",
     "conditions",
+    "sequence",
     "message",
     "actions",
 )
@@ -908,7 +909,11 @@ def _parse_rule(
                     "'conditions' must be a non-empty list of {op, field, value}", conditions.pos
                 )
             )
-    if not any(k in body for k in ("when", "condition", "conditions")):
+    if (seq_node := body.get("sequence")) is not None:
+        sequence = _collect(errors, functools.partial(parse_sequence, seq_node, lists, macros))
+        if sequence is not None:
+            predicates.insert(0, sequence)
+    if not any(k in body for k in ("when", "condition", "conditions", "sequence")):
         errors.append(
             Diagnostic(
                 f"rule '{name}' has neither 'when' nor 'conditions'",
@@ -1004,6 +1009,72 @@ def _parse_actions(node: Located | None, errors: list[Diagnostic]) -> tuple[ast.
                 continue
             actions.append(ast.Action("log", arg.value, pos=kind_pos))
     return tuple(actions)
+
+
+SEQUENCE_KEYS = ("steps", "within", "by", "until")
+
+
+def parse_sequence(
+    node: Located, lists: Mapping[str, ast.ListLit], macros: Mapping[str, Expr]
+) -> ast.Sequence:
+    """A `sequence:` block: steps (expressions, or `absent: expression`), within, by, until."""
+    errors: list[Diagnostic] = []
+    body = _expect_mapping(node, "'sequence'", errors)
+    if body is None:
+        raise RuleError(errors)
+    _check_keys(body, SEQUENCE_KEYS, "sequence", errors)
+
+    def expression(item: Located, what: str) -> Expr:
+        if not isinstance(item.value, str):
+            raise RuleError([Diagnostic(f"{what} must be an expression string", item.pos)])
+        return parse_expression(item.value, locate=item.locate, lists=lists, macros=macros)
+
+    steps: list[Expr] = []
+    steps_node = body.get("steps")
+    if steps_node is None or not isinstance(steps_node.value, list) or not steps_node.value:
+        errors.append(
+            Diagnostic(
+                "a sequence needs a non-empty list of 'steps'",
+                steps_node.pos if steps_node else node.pos,
+            )
+        )
+    else:
+        for item in steps_node.value:
+            if isinstance(item.value, dict):
+                if list(item.value) != ["absent"]:
+                    errors.append(
+                        Diagnostic("a step is an expression or `absent: expression`", item.pos)
+                    )
+                    continue
+                absent = item.value["absent"]
+                step = _collect(errors, functools.partial(expression, absent, "'absent'"))
+                if step is not None:
+                    steps.append(ast.Absent(step, pos=absent.pos))
+                continue
+            step = _collect(errors, functools.partial(expression, item, "a step"))
+            if step is not None:
+                steps.append(step)
+        if steps and (isinstance(steps[0], ast.Absent) or isinstance(steps[-1], ast.Absent)):
+            errors.append(
+                Diagnostic("a sequence must start and end with a step that occurs", steps_node.pos)
+            )
+    within = None
+    if (within_node := body.get("within")) is not None:
+        try:
+            within = parse_duration(str(within_node.value))
+        except ValueError as exc:
+            errors.append(Diagnostic(str(exc), within_node.pos))
+        else:
+            if within <= 0:
+                errors.append(Diagnostic("'within' must be a positive duration", within_node.pos))
+    by = until = None
+    if (by_node := body.get("by")) is not None and by_node.value not in ("trace", None):
+        by = _collect(errors, functools.partial(expression, by_node, "'by'"))
+    if (until_node := body.get("until")) is not None:
+        until = _collect(errors, functools.partial(expression, until_node, "'until'"))
+    if errors:
+        raise RuleError(errors)
+    return ast.Sequence(tuple(steps), by, within, until, pos=node.pos)
 
 
 def parse_condition(

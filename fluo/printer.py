@@ -106,6 +106,14 @@ def _unparse(node: Expr) -> tuple[str, int]:
             return f"{prefix}{func}({inner})", _ATOM
         case ast.TraceField(name=name):
             return f"trace.{name}", _ATOM
+        case ast.Absent(predicate=p):
+            return f"absent({unparse(p)})", _ATOM
+        case ast.Sequence(steps=steps, by=by, within=within, until=until):
+            step_texts = [unparse(st) for st in steps]
+            extra = f" within {_format_duration(within)}" if within is not None else ""
+            extra += f" by {unparse(by)}" if by is not None else ""
+            extra += f" until {unparse(until)}" if until is not None else ""
+            return f"sequence({', '.join(step_texts)}{extra})", _ATOM
         case ast.Related(relation=relation, value=value):
             text = unparse(value)
             return relation + text[len("span") :] if text.startswith("span.") else text, _ATOM
@@ -173,6 +181,13 @@ def _describe(node: Expr) -> tuple[str, tuple[Expr, ...]]:
             ), kids
         case ast.TraceField(name=name):
             return f"trace field {name}", ()
+        case ast.Absent(predicate=p):
+            return "absent step (no such span between its neighbours)", (p,)
+        case ast.Sequence(steps=steps, within=within):
+            head = "sequence (join_asof chain, greedy)"
+            if within is not None:
+                head += f" within {_format_duration(within)}"
+            return head, steps
         case ast.Related(relation=relation, value=value):
             return f"field of the {relation} span", (value,)
     return f"literal {unparse(node)}", ()

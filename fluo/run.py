@@ -1,9 +1,7 @@
 """Stage 5: run a rule set over span tables — one scan, signals out.
 
-The only stage that reads data and collects. Span-level rules are independent
-per span, so inputs given as several paths are evaluated one after the other
-with the same compiled plan (bounded memory, and a progress callback per input);
-the signals of all inputs are concatenated.
+The only stage that reads data and collects. All inputs of a run form one span
+table, read by one scan (plus a grouped scan when there are trace-level rules).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import polars as pl
 from fluo import ast, structure
 from fluo.check import referenced_columns
 from fluo.compile import SIGNAL_SCHEMA
-from fluo.compile_trace import TracePlan
+from fluo.compile_trace import TracePlan, sequence_matches
 from fluo.errors import DataError, FluoError
 from fluo.plan import RunPlan
 from fluo.schema import REQUIRED_COLUMNS, SpanSchema
@@ -67,6 +65,8 @@ def evaluate(rule_set: RuleSet, spans: Spans, *, progress: Progress | None = Non
 
 
 def _inputs(spans: Spans) -> list[tuple[str, pl.LazyFrame]]:
+    """The span table of a run. Several paths are ONE table (one scan), so that a trace
+    spread over several files is whole for trace-level rules."""
     if isinstance(spans, pl.DataFrame):
         return [("<DataFrame>", spans.lazy())]
     if isinstance(spans, pl.LazyFrame):
@@ -75,7 +75,9 @@ def _inputs(spans: Spans) -> list[tuple[str, pl.LazyFrame]]:
 
     if isinstance(spans, str | Path):
         return [(str(spans), scan_spans(spans))]
-    return [(str(p), scan_spans(p)) for p in spans]
+    paths = list(spans)
+    label = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
+    return [(label, scan_spans(paths))]
 
 
 def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> RunPlan:
@@ -107,42 +109,63 @@ def _evaluate_one(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> pl.Data
 
 
 def execute(plan: RunPlan, frame: pl.LazyFrame) -> pl.DataFrame:
-    """Evaluate a compiled plan over one span table: the signals, sorted."""
-    lazies: list[pl.LazyFrame] = []
+    """Evaluate a compiled plan over one span table: the signals, sorted.
+
+    Every lazy plan of the run (the span-rule filter, the per-trace group_by, the
+    anchors of anchored rules, parents, correlated aggregates, sequences) is
+    collected together with `collect_all`, so Polars can share the scan of the
+    input between them.
+    """
+    jobs: dict[str, pl.LazyFrame] = {}
     if plan.span.rules:
-        lazies.append(plan.span.hits(frame))
+        jobs["span"] = plan.span.hits(frame)
     trace = plan.trace
     if trace is not None:
-        lazies.append(trace.trace_table(frame))
+        if trace.anchored or trace.whole_trace or trace.per_trace:
+            jobs["table"] = trace.trace_table(frame)
         anchor_filter = trace.anchor_filter()
         if anchor_filter is not None:
-            lazies.append(frame.filter(anchor_filter).select(trace.anchor_columns()))
-        parents = trace.parent_table(frame)
-        if parents is not None:
-            lazies.append(parents)
-        lazies += [trace.correlated_table(frame, agg) for agg in trace.correlated]
+            jobs["anchors"] = frame.filter(anchor_filter).select(trace.anchor_columns())
+        if (parents := trace.parent_table(frame)) is not None:
+            jobs["parents"] = parents
+        for i, agg in enumerate(trace.correlated):
+            jobs[f"correlated{i}"] = trace.correlated_table(frame, agg)
         if trace.structural:
-            lazies.append(frame.select(_structure_columns(trace)))
-    results = iter(pl.collect_all(lazies, engine="streaming"))
+            jobs["structure"] = frame.select(_structure_columns(trace))
+        for i, seq in enumerate(trace.sequences):
+            jobs[f"sequence{i}"] = trace.sequence_table(frame, seq)
+        for i, rule in enumerate(trace.sequence_rules):
+            assert isinstance(rule.predicate, ast.Sequence)
+            jobs[f"matches{i}"] = sequence_matches(frame, rule.predicate, trace.schema, trace.key)
+    done = dict(zip(jobs, pl.collect_all(list(jobs.values()), engine="streaming"), strict=True))
     frames: list[pl.DataFrame] = []
-    if plan.span.rules:
-        frames.append(plan.span.signals(next(results)))
+    if "span" in done:
+        frames.append(plan.span.signals(done["span"]))
     if trace is not None:
-        table = next(results)
-        frames += trace.trace_signals(table)
-        if anchor_filter is not None:
-            anchors = next(results)
-            parent_table = next(results) if parents is not None else None
-            correlated = [next(results) for _ in trace.correlated]
+        sequences = [done[f"sequence{i}"] for i in range(len(trace.sequences))]
+        if "table" in done:
+            table = trace.with_sequences(done["table"], sequences)
+            frames += trace.trace_signals(table)
+        if "anchors" in done:
+            anchors = trace.with_sequences(done["anchors"], sequences)
             structural: list[pl.DataFrame] = []
-            if trace.structural:
-                spans = next(results)
-                linked = structure.links(spans, trace.key)
+            if "structure" in done:
+                linked = structure.links(done["structure"], trace.key)
                 structural = [
-                    structure.relation_table(spans, agg, trace, linked) for agg in trace.structural
+                    structure.relation_table(done["structure"], agg, trace, linked)
+                    for agg in trace.structural
                 ]
-            joined = trace.join_terms(anchors, table, parent_table, correlated, structural)
+            joined = trace.join_terms(
+                anchors,
+                table,
+                done.get("parents"),
+                [done[f"correlated{i}"] for i in range(len(trace.correlated))],
+                structural,
+            )
             frames += trace.anchored_signals(joined)
+        frames += trace.sequence_signals(
+            [done[f"matches{i}"] for i in range(len(trace.sequence_rules))]
+        )
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, spans
 from typer.testing import CliRunner
 
-from fluo.cli import app
+from fluo.cli import DEFAULT_RULES, app
 
 runner = CliRunner()
 SEED = REPO / "data" / "rules" / "seed.yaml"
@@ -32,6 +32,8 @@ def test_default_run_surfaces_the_payment_gateway_bottleneck() -> None:
     slow = [r for r in rows if r["rule"] == "payment_gateway_bottleneck"]
     assert len(slow) > 100
     assert all(r["service"] == "payment-gateway" for r in slow)
+    missing_fraud = [r for r in rows if r["rule"] == "payment_without_fraud_check"]
+    assert len(missing_fraud) == 6  # the planted traces (data/shophub/README.md)
     times = sorted(r["time"] for r in slow)
     # The incident window of the bundled data is 10:50-11:15 UTC.
     inside = [t for t in times if "2026-11-20T10:50" <= t < "2026-11-20T11:16"]
@@ -85,9 +87,9 @@ def test_check_reports_every_error_with_caret_and_hint(tmp_path: Path) -> None:
 
 
 def test_check_accepts_the_bundled_rules_and_prints_the_glob_note() -> None:
-    code, stdout, stderr = invoke("check", str(REPO / "data" / "rules"))
+    code, stdout, stderr = invoke("check", *(str(REPO / "data" / r) for r in DEFAULT_RULES))
     assert code == 0
-    assert "ok: 7 rules" in stdout
+    assert "ok: 11 rules" in stdout
     assert "note: 'eq' with a '*' in the value matches as a glob pattern" in stderr
 
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import T0, spans
 
 import fluo
+from fluo.cli import DEFAULT_RULES
 from fluo.compile import glob_plan
 from fluo.printer import show_rule
 from fluo.schema import SpanSchema
@@ -228,7 +229,7 @@ def test_prefix_suffix_glob_does_not_overlap() -> None:
 
 def test_golden_plans(request: pytest.FixtureRequest) -> None:
     """Our own stable printout of each bundled rule as compiled; regenerate with --update-golden."""
-    rules = fluo.load_rules(Path(__file__).parents[1] / "data" / "rules")
+    rules = fluo.load_rules([Path(__file__).parents[1] / "data" / r for r in DEFAULT_RULES])
     text = "\n\n".join(show_rule(c) for c in rules.check()) + "\n"
     golden = GOLDEN / "bundled_rules.txt"
     if request.config.getoption("--update-golden") or not golden.exists():

@@ -1,0 +1,411 @@
+"""Trace-level rules: every example of the trace issue fires on its case and not on a near miss."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+import pytest
+from conftest import T0, spans
+
+import fluo
+from fluo.errors import Diagnostic, RuleError
+
+
+def S(trace: int, sid: int, parent: int | None, name: str, at: float = 0, **kw: Any) -> dict:
+    """One span of trace `trace`, id `sid`, child of `parent`, starting `at` seconds in."""
+    row: dict[str, Any] = {
+        "trace_id": f"{trace:032x}",
+        "trace_key": trace,
+        "span_id": f"{sid:016x}",
+        "parent_span_id": None if parent is None else f"{parent:016x}",
+        "name": name,
+        "start_time": T0 + dt.timedelta(seconds=at),
+    }
+    row.update(kw)
+    return row
+
+
+def fire(rule: str, *rows: dict, key: str = "when") -> list[tuple[int, int]]:
+    """(trace, anchor span) of each signal of a one-rule file."""
+    text = f"rules:\n  r:\n    {key}: '{rule}'\n" if key != "yaml" else rule
+    out = fluo.load_rules(text).evaluate(spans(*rows))
+    return sorted(
+        zip(
+            (int(t, 16) for t in out["trace_id"]), (int(s, 16) for s in out["span_id"]), strict=True
+        )
+    )
+
+
+MS = 1_000_000
+
+
+def test_payment_over_1000_without_fraud_check() -> None:
+    rule = (
+        'span.name == "payment.charge" and span.attributes.amount > 1000 '
+        'and missing(span.name == "fraud.check")'
+    )
+    rows = [
+        S(1, 1, None, "checkout"),
+        S(1, 2, 1, "payment.charge", attrs={"amount": "1500"}),
+        S(2, 3, None, "checkout"),
+        S(2, 4, 3, "payment.charge", attrs={"amount": "1500"}),
+        S(2, 5, 3, "fraud.check"),
+        S(3, 6, None, "checkout"),
+        S(3, 7, 6, "payment.charge", attrs={"amount": "900"}),
+    ]
+    assert fire(rule, *rows) == [(1, 2)]
+
+
+def test_pii_access_without_audit_log() -> None:
+    rule = 'has(span.attributes["data.contains_pii"] == true) and missing(span.name == "audit.log")'
+    rows = [
+        S(1, 1, None, "db.query", attrs={"data.contains_pii": "true"}),
+        S(2, 2, None, "db.query", attrs={"data.contains_pii": "true"}),
+        S(2, 3, 2, "audit.log"),
+        S(3, 4, None, "db.query", attrs={"data.contains_pii": "false"}),
+    ]
+    assert fire(rule, *rows) == [(1, 1)]  # anchored at the PII span (the support)
+
+
+def test_more_than_three_retries_of_the_same_call() -> None:
+    rule = (
+        "span.attributes.retry exists and "
+        "count(span.name == this.name and span.attributes.retry exists) > 3"
+    )
+    retry = {"retry": "1"}
+    rows = [S(1, i, None, "GET /a", i, attrs=retry) for i in range(1, 5)]
+    rows += [S(2, 10 + i, None, "GET /a" if i < 2 else "GET /b", i, attrs=retry) for i in range(4)]
+    assert [t for t, _ in fire(rule, *rows)] == [1, 1, 1, 1]
+
+
+def test_requests_and_responses_that_do_not_pair_up() -> None:
+    rule = 'count(span.name == "http.request") != count(span.name == "http.response")'
+    rows = [
+        S(1, 1, None, "http.request"),
+        S(1, 2, None, "http.request", 1),
+        S(1, 3, None, "http.response", 2),
+        S(2, 4, None, "http.request"),
+        S(2, 5, None, "http.response", 1),
+    ]
+    assert fire(rule, *rows) == [(1, 1)]
+
+
+def test_failed_login_followed_by_success_within_5s() -> None:
+    rule = """
+rules:
+  r:
+    sequence:
+      within: 5s
+      steps:
+        - span.name == "auth.login" and span.status == ERROR
+        - span.name == "auth.login" and span.status == OK
+"""
+    rows = [
+        S(1, 1, None, "auth.login", 0, status_code="ERROR"),
+        S(1, 2, None, "auth.login", 4, status_code="OK"),
+        S(2, 3, None, "auth.login", 0, status_code="ERROR"),
+        S(2, 4, None, "auth.login", 6, status_code="OK"),
+        S(3, 5, None, "auth.login", 0, status_code="OK"),
+        S(3, 6, None, "auth.login", 1, status_code="ERROR"),
+    ]
+    assert fire(rule, *rows, key="yaml") == [(1, 1)]
+
+
+def test_data_access_without_earlier_auth_check() -> None:
+    rule = (
+        'span.name == "data.access" and '
+        'missing(span.name == "auth.check" and span.start < this.start)'
+    )
+    rows = [
+        S(1, 1, None, "data.access", 0),
+        S(1, 2, None, "auth.check", 1),  # check came after
+        S(2, 3, None, "auth.check", 0),
+        S(2, 4, None, "data.access", 1),
+        S(3, 5, None, "data.access", 0),
+    ]
+    assert fire(rule, *rows) == [(1, 1), (3, 5)]
+
+
+def test_n_plus_one_queries_under_one_server_span() -> None:
+    rule = (
+        "span.kind == SERVER and children.count(span.kind == CLIENT "
+        'and span.attributes["db.system"] exists) > 10'
+    )
+    db = {"db.system": "postgresql"}
+    rows = [S(1, 1, None, "GET /orders")]
+    rows += [S(1, 10 + i, 1, "SELECT", kind="CLIENT", attrs=db) for i in range(11)]
+    rows += [S(2, 2, None, "GET /orders"), S(2, 3, 2, "handler", kind="INTERNAL")]
+    rows += [S(2, 30 + i, 3, "SELECT", kind="CLIENT", attrs=db) for i in range(11)]  # grandchildren
+    assert fire(rule, *rows) == [(1, 1)]
+
+
+def test_unexpected_caller_of_the_payment_gateway() -> None:
+    rule = 'span.service == "payment-gateway" and parent.service != "checkout"'
+    rows = [
+        S(1, 1, None, "a", service_name="frontend"),
+        S(1, 2, 1, "charge", service_name="payment-gateway"),
+        S(2, 3, None, "a", service_name="checkout"),
+        S(2, 4, 3, "charge", service_name="payment-gateway"),
+    ]
+    assert fire(rule, *rows) == [(1, 2)]
+
+
+def test_bottleneck_share_of_the_root_duration() -> None:
+    rule = 'span.service == "payment-gateway" and span.duration > 0.5 * root.duration'
+    rows = [
+        S(1, 1, None, "a", duration_ns=1000 * MS),
+        S(1, 2, 1, "p", service_name="payment-gateway", duration_ns=600 * MS),
+        S(2, 3, None, "a", duration_ns=1000 * MS),
+        S(2, 4, 3, "p", service_name="payment-gateway", duration_ns=400 * MS),
+    ]
+    assert fire(rule, *rows) == [(1, 2)]
+
+
+def test_error_span_where_the_error_started() -> None:
+    rule = "span.status == ERROR and not descendants.has(span.status == ERROR)"
+    rows = [
+        S(1, 1, None, "a", status_code="ERROR"),
+        S(1, 2, 1, "b", status_code="OK"),
+        S(1, 3, 2, "c", status_code="ERROR"),
+        S(1, 4, 1, "d"),
+    ]
+    assert fire(rule, *rows) == [(1, 3)]
+
+
+def test_slow_checkout_trace_with_heavy_database_time() -> None:
+    rule = (
+        'root.name == "POST /checkout" and trace.duration > 2s and '
+        'sum(span.duration where span.attributes["db.system"] exists) > 500ms'
+    )
+    db = {"db.system": "postgresql"}
+    rows = [
+        S(1, 1, None, "POST /checkout", 0, duration_ns=2500 * MS),
+        S(1, 2, 1, "q", 0.1, duration_ns=300 * MS, attrs=db),
+        S(1, 3, 1, "q", 0.5, duration_ns=300 * MS, attrs=db),
+        S(2, 4, None, "POST /checkout", 0, duration_ns=2500 * MS),
+        S(2, 5, 4, "q", 0.1, duration_ns=300 * MS, attrs=db),
+        S(3, 6, None, "POST /checkout", 0, duration_ns=1500 * MS),
+        S(3, 7, 6, "q", 0.1, duration_ns=600 * MS, attrs=db),
+    ]
+    assert fire(rule, *rows) == [(1, 1)]
+
+
+def test_all_and_aggregates() -> None:
+    rows = [
+        S(1, 1, None, "a", status_code="OK", kind="SERVER", duration_ns=10 * MS),
+        S(1, 2, 1, "b", status_code="ERROR", kind="CLIENT", duration_ns=30 * MS),
+        S(2, 3, None, "a", status_code="OK", kind="SERVER", duration_ns=50 * MS),
+    ]
+    assert fire("not all(span.status == OK)", *rows) == [(1, 1)]
+    assert fire("all(span.status == OK where span.kind == SERVER) and count() == 2", *rows) == [
+        (1, 1)
+    ]
+    assert fire("max(span.duration) > 40ms", *rows) == [(2, 3)]
+    assert fire("avg(span.duration) == 20ms", *rows) == [(1, 1)]
+    assert fire("p50(span.duration where span.kind == CLIENT) == 30ms", *rows) == [(1, 1)]
+    assert fire("distinct(span.name) == 2", *rows) == [(1, 1)]
+    assert fire("trace.span_count == 1 and trace.error_count == 0", *rows) == [(2, 3)]
+    assert fire('max(span.duration where span.name == "zzz") > 0ms', *rows) == []  # null: false
+    assert fire('sum(span.duration where span.name == "zzz") == 0ms', *rows) == [(1, 1), (2, 3)]
+
+
+def test_siblings_and_ancestors() -> None:
+    rows = [
+        S(1, 1, None, "root"),
+        S(1, 2, 1, "a"),
+        S(1, 3, 1, "b"),
+        S(1, 4, 3, "c"),
+    ]
+    assert fire('span.name == "a" and siblings.has(span.name == "b")', *rows) == [(1, 2)]
+    assert fire('span.name == "b" and siblings.has(span.name == "b")', *rows) == []  # not itself
+    assert fire('siblings.count(span.name != "zz") == 1 and span.name != "c"', *rows) == [
+        (1, 2),
+        (1, 3),
+    ]
+    assert fire('ancestors.has(span.name == "root") and span.name == "c"', *rows) == [(1, 4)]
+    assert fire('ancestors.count(span.name != "zz") == 2', *rows) == [(1, 4)]
+    assert fire('descendants.count(span.name != "zz") == 3', *rows) == [(1, 1)]
+    assert fire("children.count() == 2", *rows) == [(1, 1)]
+
+
+def test_negated_relations_are_plain_negations() -> None:
+    # TraceQL's `!>` and `!(...)` surprises: here `not` negates the whole term, per span.
+    rows = [S(1, 1, None, "root"), S(1, 2, 1, "a"), S(1, 3, 2, "b")]
+    assert fire('not children.has(span.name == "a")', *rows) == [(1, 2), (1, 3)]
+    assert fire('span.name != "root" and not (parent.name == "root")', *rows) == [(1, 3)]
+
+
+def test_structure_edge_cases() -> None:
+    rows = [
+        S(1, 1, None, "r1", 1),
+        S(1, 2, None, "r2", 0),  # two roots: root. is the earliest
+        S(1, 3, 99, "orphan", 2),  # parent 99 does not exist
+        S(1, 4, 3, "child-of-orphan", 3),
+    ]
+    assert fire('span.name == "orphan" and parent.name exists', *rows) == []
+    assert fire('span.name == "orphan" and root.name == "r2"', *rows) == [(1, 3)]
+    assert fire('span.name == "child-of-orphan" and ancestors.count() == 1', *rows) == [(1, 4)]
+    # A cycle of parent links ends the walk instead of hanging.
+    cycle = [S(2, 5, 6, "x"), S(2, 6, 5, "y")]
+    assert fire('span.name == "x" and descendants.has(span.name == "y")', *cycle) == [(2, 5)]
+
+
+def test_duplicate_span_records_and_no_root() -> None:
+    rows = [S(1, 1, None, "a"), S(1, 1, None, "a"), S(1, 2, 1, "b")]
+    assert fire('count(span.name == "a") == 2', *rows) == [(1, 1)]  # records are counted
+    assert fire('span.name == "b" and parent.name == "a"', *rows) == [(1, 2)]  # linked once
+    rootless = [S(2, 3, 9, "x")]
+    assert fire("root.name exists", *rootless) == []
+
+
+def test_fluo_syntax_as_written() -> None:
+    rule = "when { payment.charge_card.where(amount > 1000) } always { payment.fraud_check }"
+    rows = [
+        S(1, 1, None, "payment.charge_card", attrs={"amount": "1200"}),
+        S(2, 2, None, "payment.charge_card", attrs={"amount": "1200"}),
+        S(2, 3, None, "payment.fraud_check"),
+    ]
+    assert fire(rule, *rows, key="condition") == [(1, 1)]
+    quoted = 'when {database.query.where("data.contains_pii" == true)} always {auth.check}'
+    rows = [S(1, 1, None, "database.query", attrs={"data.contains_pii": "true"})]
+    assert fire(quoted, *rows, key="condition") == [(1, 1)]
+    count = "when {count(http.request) != count(http.response)}"
+    rows = [S(1, 1, None, "http.request")]
+    assert fire(count, *rows, key="condition") == [(1, 1)]  # a `when` alone fires
+    never = 'when { "POST /pay".where(duration > 1s) } never { payment.refund }'
+    rows = [
+        S(1, 1, None, "POST /pay", duration_ns=2000 * MS),
+        S(1, 2, 1, "payment.refund"),
+        S(2, 3, None, "POST /pay", duration_ns=2000 * MS),
+    ]
+    assert fire(never, *rows, key="condition") == [(1, 1)]
+
+
+def test_sequences_absent_and_until() -> None:
+    rule = """
+rules:
+  r:
+    sequence:
+      steps:
+        - span.name == "checkout"
+        - absent: span.name == "fraud.check"
+        - span.name == "charge"
+      until: span.name == "cancel"
+"""
+    rows = [
+        S(1, 1, None, "checkout", 0),
+        S(1, 2, None, "charge", 1),
+        S(2, 3, None, "checkout", 0),
+        S(2, 4, None, "fraud.check", 1),
+        S(2, 5, None, "charge", 2),
+        S(3, 6, None, "checkout", 0),
+        S(3, 7, None, "cancel", 1),
+        S(3, 8, None, "charge", 2),
+        S(4, 9, None, "charge", 0),
+        S(4, 10, None, "checkout", 1),  # wrong order
+        S(5, 11, None, "checkout", 0),
+        S(5, 12, None, "charge", 0),  # same instant: not "after"
+    ]
+    out = fluo.load_rules(rule).evaluate(spans(*rows))
+    assert [int(t, 16) for t in out["trace_id"]] == [1]
+    assert out["evidence"].to_list() == [[f"{1:016x}", f"{2:016x}"]]
+
+
+def test_sequence_by_another_key_crosses_traces() -> None:
+    rule = """
+rules:
+  r:
+    sequence:
+      by: span.attributes["user"]
+      within: 1m
+      steps: [span.name == "password.reset", span.name == "email.change"]
+"""
+    rows = [
+        S(1, 1, None, "password.reset", 0, attrs={"user": "u1"}),
+        S(2, 2, None, "email.change", 30, attrs={"user": "u1"}),
+        S(3, 3, None, "password.reset", 0, attrs={"user": "u2"}),
+        S(4, 4, None, "email.change", 90, attrs={"user": "u2"}),
+    ]
+    assert fire(rule, *rows, key="yaml") == [(1, 1)]
+
+
+def test_trace_rule_evidence_and_message() -> None:
+    text = """
+rules:
+  r:
+    when: has(span.name == "a") and missing(span.name == "b")
+    message: "{count(span.name == \\"a\\")} a spans, trace lasted {trace.duration}"
+"""
+    rows = [S(1, 1, None, "a", 0), S(1, 2, None, "a", 1, duration_ns=500 * MS)]
+    out = fluo.load_rules(text).evaluate(spans(*rows))
+    assert out["evidence"].to_list() == [[f"{1:016x}", f"{2:016x}"]]
+    assert out["message"].to_list() == ["2 a spans, trace lasted 1500.0ms"]
+
+
+def test_trace_rules_agree_on_a_parquet_input_split_in_two(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [S(1, 1, None, "checkout"), S(1, 2, 1, "payment.charge", attrs={"amount": "1500"})]
+    table = spans(*rows)
+    table.head(1).write_parquet(tmp_path / "a.parquet")
+    table.tail(1).write_parquet(tmp_path / "b.parquet")
+    rules = fluo.load_rules(
+        'rules:\n  r:\n    when: span.name == "payment.charge" and has(span.name == "checkout")\n'
+    )
+    assert rules.evaluate([tmp_path / "a.parquet", tmp_path / "b.parquet"]).height == 1
+
+
+def errors(when: str) -> list[Diagnostic]:
+    with pytest.raises(RuleError) as info:
+        fluo.load_rules(f"rules:\n  r:\n    when: '{when}'\n")
+    return info.value.diagnostics
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ('count(count(span.name == "a") > 1) > 1', "aggregates cannot be nested"),
+        ("count(http.retry) > 3", "unknown name 'http.retry'"),
+        ("has(span.start < this.start and span.end > this.end)", "one ordering comparison"),
+        ("count(span.start < this.start) > 1", "only in has() or missing()"),
+        ("children.count(span.name == this.name) > 1", "over the whole trace"),
+        ("siblings.max(span.duration) > 1s", "only count, has and missing"),
+        ("max(span.name) > 1", "cannot compare a string with a number"),
+        ("sum(span.name) > 1", "'sum' does not apply to a string"),
+        ("has(trace.duration > 1s)", "trace fields cannot be used inside an aggregate"),
+        ('has(parent.name == "x")', "'parent.' fields cannot be used inside an aggregate"),
+        ("nodes.count() > 1", "unknown span scope 'nodes'"),
+        ('count(x where span.name == "a") > 1', "write count(P)"),
+        ("all(span.duration) ", "'all' needs a condition"),
+    ],
+)
+def test_trace_check_errors(when: str, message: str) -> None:
+    found = errors(when)
+    assert any(message in d.message for d in found), found
+    assert all(d.position is not None for d in found)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "message"),
+    [
+        ("{steps: []}", "a sequence needs a non-empty list of 'steps'"),
+        ("{steps: ['span.name == \"a\"'], within: 0s}", "'within' must be a positive duration"),
+        ("{steps: ['span.name == \"a\"'], within: -5s}", "not a duration"),
+        ("{steps: [{absent: 'span.name == \"a\"'}, 'span.name == \"b\"']}", "must start and end"),
+        ("{steps: ['span.name == \"a\"'], window: 5s}", "unknown key 'window' in sequence"),
+        ("{steps: ['has(span.name == \"a\")']}", "aggregates cannot be nested"),
+    ],
+)
+def test_sequence_check_errors(sequence: str, message: str) -> None:
+    with pytest.raises(RuleError) as info:
+        fluo.load_rules(f"rules:\n  r:\n    sequence: {sequence}\n")
+    assert any(message in d.message for d in info.value.diagnostics), info.value.diagnostics
+
+
+def test_explain_describes_trace_plans() -> None:
+    rules = fluo.load_rules(
+        'rules:\n  r:\n    when: span.kind == SERVER and missing(span.name == "x")\n'
+    )
+    text = rules.compile().explain(pl.LazyFrame(schema=dict(spans().schema)))
+    assert "trace rules: grouped by trace_key" in text
+    assert "aggregate missing over trace" in text
