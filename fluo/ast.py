@@ -282,6 +282,35 @@ class Related(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Bound(Node):
+    """A field of a named span of a pattern rule: `a.duration` is Bound("a", Field("duration"))."""
+
+    var: str
+    value: Expr
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+#: Relations between named spans: `child_of(b, a)` is true when b's parent is a.
+RELATION_FUNCTIONS = ("child_of", "parent_of", "descendant_of", "ancestor_of", "sibling_of")
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern(Node):
+    """Named spans of one trace, each with its own condition, and a condition relating them.
+
+    Each binding is (name, span condition); different names are different spans.
+    """
+
+    bindings: tuple[tuple[str, Expr], ...]
+    condition: Expr
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.bindings)
+
+
+@dataclass(frozen=True, slots=True)
 class Absent(Node):
     """A sequence step that must NOT occur between the steps around it."""
 
@@ -372,6 +401,8 @@ Expr: TypeAlias = (
     | Related
     | Absent
     | Sequence
+    | Bound
+    | Pattern
     | Column
     | MapGet
     | Cast
@@ -447,8 +478,10 @@ def children(node: Expr) -> tuple[Expr, ...]:
             return args
         case Aggregate(value=v, where=w):
             return tuple(x for x in (v, w) if x is not None)
-        case Related(value=v) | Absent(predicate=v):
+        case Related(value=v) | Absent(predicate=v) | Bound(value=v):
             return (v,)
+        case Pattern(bindings=bindings, condition=c):
+            return (*(p for _, p in bindings), c)
         case Sequence(steps=steps, by=by, until=until):
             return (*steps, *(x for x in (by, until) if x is not None))
     return ()

@@ -95,6 +95,8 @@ def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
             hint="compare it with something, e.g. `== true` or `exists`",
         )
     message = None
+    if isinstance(rule.predicate, ast.Pattern):
+        checker.variables = rule.predicate.names  # the message may name the spans
     if rule.message is not None:
         parts: list[str | Expr] = []
         for part in rule.message.parts:
@@ -234,6 +236,8 @@ def rule_level(predicate: Expr, message: ast.Template | None = None) -> str:
     ("anchored"), or once per trace ("trace")."""
     if isinstance(predicate, ast.Sequence):
         return "sequence"
+    if isinstance(predicate, ast.Pattern):
+        return "pattern"
     parts: list[Expr] = [predicate]
     if message is not None:
         parts += [p for p in message.parts if not isinstance(p, str)]
@@ -271,6 +275,8 @@ class _Checker:
         self.errors: list[Diagnostic] = []
         self.notes: list[Diagnostic] = []
         self.in_aggregate = False
+        self.variables: tuple[str, ...] = ()  # the named spans of a pattern rule
+        self.in_bound = False  # resolving the field of a named span
 
     def fail(self, message: str, node: Expr | None, hint: str | None = None) -> None:
         self.errors.append(Diagnostic(message, node.pos if node else None, hint=hint))
@@ -332,6 +338,10 @@ class _Checker:
                 return self._related(node)
             case ast.Sequence():
                 return self._sequence(node)
+            case ast.Pattern():
+                return self._pattern(node)
+            case ast.Bound():
+                return self._bound(node)
             case ast.Absent():
                 self.fail("'absent' is a step of a sequence", node)
                 return node, _ERROR
@@ -356,6 +366,15 @@ class _Checker:
         if node.name in ("span.attributes", "resource.attributes"):
             self.fail(f"'{node.name}' needs a key", node, hint=f'write {node.name}["key"]')
             return node, _ERROR
+        head = node.name.split(".")[0]
+        if self.variables and "." in node.name:
+            self.fail(
+                f"unknown span '{head}'",
+                node,
+                hint=did_you_mean(head, self.variables)
+                or f"named spans: {', '.join(self.variables)}",
+            )
+            return node, _ERROR
         candidates = [f"span.{n}" for n in (*INTRINSICS, *INTRINSIC_ALIASES)]
         hint = did_you_mean(node.name, candidates)
         if hint is None and self.in_aggregate:
@@ -365,7 +384,20 @@ class _Checker:
         self.fail(f"unknown name '{node.name}'", node, hint=hint)
         return node, _ERROR
 
+    def _unnamed_in_pattern(self, node: Expr) -> bool:
+        if self.variables and not self.in_bound:
+            names = ", ".join(self.variables)
+            self.fail(
+                "with named spans, say which span: a.duration, not span.duration",
+                node,
+                hint=f"named spans: {names}",
+            )
+            return True
+        return False
+
     def _field(self, node: ast.Field) -> tuple[Expr, Type | None]:
+        if self._unnamed_in_pattern(node):
+            return node, _ERROR
         canonical = node.name if node.name in INTRINSICS else INTRINSIC_ALIASES.get(node.name)
         if canonical is None:
             hint = did_you_mean(node.name, [*INTRINSICS, *INTRINSIC_ALIASES])
@@ -407,6 +439,8 @@ class _Checker:
         return ast.Arith("+", start, duration, pos=pos)
 
     def _attribute(self, node: ast.Attribute) -> tuple[Expr, Type | None]:
+        if self._unnamed_in_pattern(node):
+            return node, _ERROR
         if node.scope == "resource" and node.key == "service.name":
             return self._field(ast.Field("service", pos=node.pos))
         promoted = self.schema.promoted(node.scope)
@@ -721,6 +755,65 @@ class _Checker:
             return resolved, Type.DURATION if kind == Type.DURATION else Type.FLOAT
         return resolved, kind
 
+    def _pattern(self, node: ast.Pattern) -> tuple[Expr, Type | None]:
+        if self.in_aggregate or self.variables:
+            self.fail("named spans cannot be nested", node)
+            return node, _ERROR
+        self.in_aggregate = True  # each span's own condition reads that span alone
+        try:
+            bindings = tuple((n, self._boolean(p)) for n, p in node.bindings)
+        finally:
+            self.in_aggregate = False
+        self.variables = node.names
+        try:
+            condition = self._boolean(node.condition)
+        finally:
+            self.variables = ()
+        for term in ast.walk(condition):
+            if isinstance(term, ast.Aggregate | ast.Sequence) or (
+                isinstance(term, ast.Related) and term.relation != "root"
+            ):
+                self.fail(
+                    "with named spans, relate them directly (child_of(b, a), a.start < b.start); "
+                    "aggregates, sequences and parent./this. are not supported here",
+                    term,
+                )
+                return node, _ERROR
+        return ast.Pattern(bindings, condition, pos=node.pos), Type.BOOL
+
+    def _bound(self, node: ast.Bound) -> tuple[Expr, Type | None]:
+        if node.var not in self.variables:
+            self.fail(
+                f"unknown span '{node.var}'", node, hint=did_you_mean(node.var, self.variables)
+            )
+            return node, _ERROR
+        self.in_bound = True
+        try:
+            value, kind = self.resolve(node.value)
+        finally:
+            self.in_bound = False
+        return ast.Bound(node.var, value, pos=node.pos), kind
+
+    def _relation(self, node: ast.Call) -> tuple[Expr, Type | None]:
+        """child_of(x, y), parent_of, descendant_of, ancestor_of, sibling_of between named spans."""
+        if len(node.args) != 2:
+            self.fail(f"'{node.func}' relates two named spans: {node.func}(b, a)", node)
+            return node, _ERROR
+        for arg in node.args:
+            if not isinstance(arg, ast.Name) or arg.name not in self.variables:
+                shown = arg.name if isinstance(arg, ast.Name) else "this argument"
+                names = ", ".join(self.variables) or "none: name them under 'spans'"
+                self.fail(f"'{shown}' is not a named span", arg, hint=f"named spans: {names}")
+                return node, _ERROR
+        a, b = (arg.name for arg in node.args if isinstance(arg, ast.Name))
+        if a == b:
+            self.fail(f"'{node.func}' needs two different spans", node)
+            return node, _ERROR
+        if not self.schema.has("parent_span_id"):
+            self.fail(f"'{node.func}' needs column 'parent_span_id'", node)
+            return node, _ERROR
+        return node, Type.BOOL
+
     def _sequence(self, node: ast.Sequence) -> tuple[Expr, Type | None]:
         if self.in_aggregate:
             self.fail("a sequence cannot be used inside an aggregate", node)
@@ -784,7 +877,11 @@ class _Checker:
         if node.relation == "parent" and not self.schema.has("parent_span_id"):
             self.fail("'parent.' needs column 'parent_span_id'", node)
             return node, _ERROR
-        value, kind = self.resolve(node.value)
+        in_bound, self.in_bound = self.in_bound, True
+        try:
+            value, kind = self.resolve(node.value)
+        finally:
+            self.in_bound = in_bound
         if kind is _ERROR:
             return node, _ERROR
         if not isinstance(value, ast.Column | ast.MapGet | ast.InUnit | ast.Arith):
@@ -793,6 +890,8 @@ class _Checker:
         return ast.Related(node.relation, value, pos=node.pos), kind
 
     def _call(self, node: ast.Call) -> tuple[Expr, Type | None]:
+        if node.func in ast.RELATION_FUNCTIONS:
+            return self._relation(node)
         if node.func not in FUNCTIONS:
             self.fail(
                 f"unknown function '{node.func}'",

@@ -9,6 +9,7 @@ leaks into a rule (`not (x == 1)` is true when x is missing).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,8 @@ class Context:
     terms: Mapping[Expr, str] = field(default_factory=dict)
     #: Polars types of the term columns (they are not in the span table's schema).
     term_types: Mapping[str, pl.DataType] = field(default_factory=dict)
+    #: Prepended to column names: the columns of named span `a` are `a.<column>`.
+    prefix: str = ""
 
     def dtype(self, column: str) -> pl.DataType | None:
         return self.schema.columns.get(column)
@@ -115,7 +118,7 @@ def lower_timestamp(node: ast.Timestamp, ctx: Context) -> pl.Expr:
 @lower.register
 def lower_column(node: ast.Column, ctx: Context) -> pl.Expr:
     """A table column, normalised to the plan's types (strings, ns UTC times, ns durations)."""
-    col = pl.col(node.name)
+    col = pl.col(ctx.prefix + node.name)
     dtype = ctx.dtype(node.name)
     if dtype is None:
         return col
@@ -134,7 +137,7 @@ def lower_column(node: ast.Column, ctx: Context) -> pl.Expr:
 @lower.register
 def lower_map_get(node: ast.MapGet, ctx: Context) -> pl.Expr:
     """`span.attributes["k"]` from the attribute map: `pl.col(map).map.get(k)`, null if absent."""
-    return pl.col(node.column).map.get(node.key)
+    return pl.col(ctx.prefix + node.column).map.get(node.key)
 
 
 @lower.register
@@ -357,6 +360,8 @@ def lower_neg(node: ast.Neg, ctx: Context) -> pl.Expr:
 
 @lower.register
 def lower_call(node: ast.Call, ctx: Context) -> pl.Expr:
+    if node.func in ast.RELATION_FUNCTIONS:
+        return lower_relation(node)
     args = [lower(a, ctx) for a in node.args]
     if node.func == "lower":
         return args[0].str.to_lowercase()
@@ -369,6 +374,28 @@ def lower_call(node: ast.Call, ctx: Context) -> pl.Expr:
     if node.func == "coalesce":
         return pl.coalesce(args)
     raise CompileError(f"no lowering rule for function {node.func}")
+
+
+def lower_relation(node: ast.Call) -> pl.Expr:
+    """child_of(x, y) and friends over the joined columns of named spans x and y."""
+    x, y = (a.name for a in node.args if isinstance(a, ast.Name))
+    if node.func in ("parent_of", "ancestor_of"):
+        x, y = y, x  # parent_of(x, y) is child_of(y, x)
+    if node.func in ("child_of", "parent_of"):
+        related = pl.col(f"{x}.parent_span_id") == pl.col(f"{y}.span_id")
+    elif node.func == "sibling_of":
+        related = (pl.col(f"{x}.parent_span_id") == pl.col(f"{y}.parent_span_id")) & (
+            pl.col(f"{x}.span_id") != pl.col(f"{y}.span_id")
+        )
+    else:
+        related = pl.col(f"{x}.__ancestors").list.contains(pl.col(f"{y}.span_id"))
+    return related.fill_null(False)
+
+
+@lower.register
+def lower_bound(node: ast.Bound, ctx: Context) -> pl.Expr:
+    """A field of named span `a` reads the joined columns `a.<column>`."""
+    return lower(node.value, dataclasses.replace(ctx, prefix=f"{node.var}."))
 
 
 @lower.register(ast.Aggregate)

@@ -89,6 +89,10 @@ class TracePlan:
     def sequence_rules(self) -> tuple[CheckedRule, ...]:
         return tuple(r for r in self.rules if r.level == "sequence")
 
+    @property
+    def pattern_rules(self) -> tuple[CheckedRule, ...]:
+        return tuple(r for r in self.rules if r.level == "pattern")
+
     def sequence_table(self, spans: pl.LazyFrame, seq: ast.Sequence) -> pl.LazyFrame:
         """The traces in which sequence term `seq` matches: (key, True)."""
         matches = sequence_matches(spans, seq, self.schema, self.key)
@@ -231,7 +235,7 @@ class TracePlan:
     def join_terms(
         self,
         anchors: pl.DataFrame,
-        trace_table: pl.DataFrame,
+        trace_table: pl.DataFrame | None,
         parents: pl.DataFrame | None,
         correlated: Sequence[pl.DataFrame],
         structural: Sequence[pl.DataFrame],
@@ -240,7 +244,7 @@ class TracePlan:
         ctx = Context(self.schema)
         out = anchors
         per_trace = [self.terms[t] for t in self.per_trace]
-        if per_trace:
+        if per_trace and trace_table is not None:
             out = out.join(trace_table.select(self.key, *per_trace), on=self.key, how="left")
         if parents is not None:
             out = out.join(

@@ -155,8 +155,12 @@ def parse_expression(
     locate: Locator | None = None,
     lists: Mapping[str, ast.ListLit] | None = None,
     macros: Mapping[str, Expr] | None = None,
+    variables: frozenset[str] = frozenset(),
 ) -> Expr:
-    """Parse one expression of the rule language; expand list and macro references."""
+    """Parse one expression of the rule language; expand list and macro references.
+
+    `variables` are the span names a pattern rule binds: `a.duration` reads span a.
+    """
     locate = locate or default_locator(text)
     if not text.strip():
         raise RuleError([Diagnostic("empty expression", locate(0))])
@@ -164,7 +168,7 @@ def parse_expression(
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise RuleError([_syntax_error(exc, text, locate)]) from None
-    builder = _Builder(locate, text)
+    builder = _Builder(locate, text, variables)
     try:
         node = builder.transform(tree)
     except VisitError as exc:
@@ -174,7 +178,9 @@ def parse_expression(
     return expand_names(_where_chains_to_has(node), lists or {}, macros or {})
 
 
-def parse_template(text: str, *, locate: Locator | None = None) -> ast.Template:
+def parse_template(
+    text: str, *, locate: Locator | None = None, variables: frozenset[str] = frozenset()
+) -> ast.Template:
     """Parse a message template: text with `{expression}` holes; `{{` and `}}` are braces."""
     locate = locate or default_locator(text)
     parts: list[str | Expr] = []
@@ -200,7 +206,7 @@ def parse_template(text: str, *, locate: Locator | None = None) -> ast.Template:
             def shifted(offset: int, start: int = start) -> Position:
                 return locate(start + offset)
 
-            parts.append(parse_expression(text[start:end], locate=shifted))
+            parts.append(parse_expression(text[start:end], locate=shifted, variables=variables))
             i = end + 1
             continue
         literal.append(ch)
@@ -277,10 +283,11 @@ class _BuildError(Exception):
 class _Builder(Transformer[Token, Expr]):
     """Lark tree -> fluo AST, with positions mapped to the rule file."""
 
-    def __init__(self, locate: Locator, text: str):
+    def __init__(self, locate: Locator, text: str, variables: frozenset[str] = frozenset()):
         super().__init__()
         self._locate = locate
         self._text = text
+        self._variables = variables
 
     def _pos(self, meta: Any) -> Position:
         offset = getattr(meta, "start_pos", 0) or 0
@@ -325,11 +332,20 @@ class _Builder(Transformer[Token, Expr]):
 
     # names
     def path(self, meta: Any, children: list[Token]) -> Expr:
-        return path_to_node([str(c) for c in children], self._pos(meta))
+        names = [str(c) for c in children]
+        pos = self._pos(meta)
+        if names[0] in self._variables and len(names) > 1:
+            return ast.Bound(names[0], path_to_node(["span", *names[1:]], pos), pos=pos)
+        return path_to_node(names, pos)
 
     def indexed(self, meta: Any, children: list[Any]) -> Expr:
         base, key = children
         pos = self._pos(meta)
+        if isinstance(base, ast.Related | ast.Bound):  # root.attributes["k"], a.attributes["k"]
+            inner = self.indexed(meta, [base.value, key])
+            if isinstance(base, ast.Related):
+                return ast.Related(base.relation, inner, pos=pos)
+            return ast.Bound(base.var, inner, pos=pos)
         if isinstance(base, ast.Name) and base.name in ("span.attributes", "resource.attributes"):
             return ast.Attribute(base.name.split(".")[0], unquote(str(key)), pos=pos)
         raise _BuildError(
@@ -681,6 +697,7 @@ RULE_KEYS = (
     "condition",
     "conditions",
     "sequence",
+    "spans",
     "message",
     "actions",
 )
@@ -881,13 +898,20 @@ def _parse_rule(
         return str(value.value)
 
     predicates: list[Expr] = []
+    bindings = _parse_bindings(body.get("spans"), lists, macros, errors)
+    variables = frozenset(name for name, _ in bindings)
     for key in ("when", "condition"):
         when = body.get(key)
         if when is None:
             continue
         if isinstance(when.value, str):
             parse = functools.partial(
-                parse_expression, when.value, locate=when.locate, lists=lists, macros=macros
+                parse_expression,
+                when.value,
+                locate=when.locate,
+                lists=lists,
+                macros=macros,
+                variables=variables,
             )
             parsed = _collect(errors, parse)
             if parsed is not None:
@@ -938,10 +962,21 @@ def _parse_rule(
     message = None
     if (msg := body.get("message")) is not None:
         if isinstance(msg.value, str):
-            message = _collect(errors, lambda: parse_template(msg.value, locate=msg.locate))
+            message = _collect(
+                errors,
+                functools.partial(
+                    parse_template, msg.value, locate=msg.locate, variables=variables
+                ),
+            )
         else:
             errors.append(Diagnostic(f"'message' must be a string, not {msg.kind}", msg.pos))
     actions = _parse_actions(body.get("actions"), errors)
+    if body.get("spans") is not None and bindings:
+        if not predicates:
+            errors.append(Diagnostic("a rule with named 'spans' needs a 'when' relating them", pos))
+            return None
+        condition = predicates[0] if len(predicates) == 1 else ast.And(tuple(predicates))
+        predicates = [ast.Pattern(tuple(bindings), condition, pos=pos)]
     if not predicates:
         return None
     if severity not in ast.SEVERITIES:
@@ -1009,6 +1044,47 @@ def _parse_actions(node: Located | None, errors: list[Diagnostic]) -> tuple[ast.
                 continue
             actions.append(ast.Action("log", arg.value, pos=kind_pos))
     return tuple(actions)
+
+
+#: Words that cannot name a span in a pattern rule.
+RESERVED_NAMES = ("span", "resource", "trace", "root", "parent", "this", *ast.SCOPES)
+
+
+def _parse_bindings(
+    node: Located | None,
+    lists: Mapping[str, ast.ListLit],
+    macros: Mapping[str, Expr],
+    errors: list[Diagnostic],
+) -> list[tuple[str, Expr]]:
+    """`spans: {a: <span condition>, b: ...}`: the named spans of a pattern rule."""
+    if node is None:
+        return []
+    bindings: list[tuple[str, Expr]] = []
+    for name, value in (_expect_mapping(node, "'spans'", errors) or {}).items():
+        where = value.key_pos or value.pos
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name in RESERVED_NAMES:
+            errors.append(
+                Diagnostic(
+                    f"'{name}' cannot name a span",
+                    where,
+                    hint="use a short lower-case name such as a, b, login",
+                )
+            )
+            continue
+        if not isinstance(value.value, str):
+            errors.append(Diagnostic(f"span '{name}' needs a condition string", value.pos))
+            continue
+        parsed = _collect(
+            errors,
+            functools.partial(
+                parse_expression, value.value, locate=value.locate, lists=lists, macros=macros
+            ),
+        )
+        if parsed is not None:
+            bindings.append((name, parsed))
+    if not bindings and not errors:
+        errors.append(Diagnostic("'spans' names no span", node.pos))
+    return bindings
 
 
 SEQUENCE_KEYS = ("steps", "within", "by", "until")

@@ -108,6 +108,12 @@ def _unparse(node: Expr) -> tuple[str, int]:
             return f"trace.{name}", _ATOM
         case ast.Absent(predicate=p):
             return f"absent({unparse(p)})", _ATOM
+        case ast.Bound(var=var, value=value):
+            text = unparse(value)
+            return var + text[len("span") :] if text.startswith("span.") else text, _ATOM
+        case ast.Pattern(bindings=bindings, condition=c):
+            named = ", ".join(f"{n}: {unparse(p)}" for n, p in bindings)
+            return f"spans({named}) where {unparse(c)}", _OR
         case ast.Sequence(steps=steps, by=by, within=within, until=until):
             step_texts = [unparse(st) for st in steps]
             extra = f" within {_format_duration(within)}" if within is not None else ""
@@ -183,6 +189,13 @@ def _describe(node: Expr) -> tuple[str, tuple[Expr, ...]]:
             return f"trace field {name}", ()
         case ast.Absent(predicate=p):
             return "absent step (no such span between its neighbours)", (p,)
+        case ast.Bound(var=var, value=value):
+            return f"field of span {var}", (value,)
+        case ast.Pattern(bindings=bindings, condition=c):
+            return f"pattern over spans {', '.join(n for n, _ in bindings)} (joined per trace)", (
+                *(p for _, p in bindings),
+                c,
+            )
         case ast.Sequence(steps=steps, within=within):
             head = "sequence (join_asof chain, greedy)"
             if within is not None:

@@ -17,6 +17,7 @@ import polars as pl
 from fluo import ast, structure
 from fluo.check import referenced_columns
 from fluo.compile import SIGNAL_SCHEMA
+from fluo.compile_pattern import PatternPlan
 from fluo.compile_trace import TracePlan, sequence_matches
 from fluo.errors import DataError, FluoError
 from fluo.plan import RunPlan
@@ -137,12 +138,19 @@ def execute(plan: RunPlan, frame: pl.LazyFrame) -> pl.DataFrame:
         for i, rule in enumerate(trace.sequence_rules):
             assert isinstance(rule.predicate, ast.Sequence)
             jobs[f"matches{i}"] = sequence_matches(frame, rule.predicate, trace.schema, trace.key)
+        patterns = [PatternPlan(rule, trace) for rule in trace.pattern_rules]
+        for i, pattern in enumerate(patterns):
+            for name, condition in pattern.pattern.bindings:
+                jobs[f"pattern{i}.{name}"] = pattern.candidates(frame, name, condition)
+        if any(p.descendants() for p in patterns):
+            jobs["links"] = frame.select(trace.key, "span_id", "parent_span_id")
     done = dict(zip(jobs, pl.collect_all(list(jobs.values()), engine="streaming"), strict=True))
     frames: list[pl.DataFrame] = []
     if "span" in done:
         frames.append(plan.span.signals(done["span"]))
     if trace is not None:
         sequences = [done[f"sequence{i}"] for i in range(len(trace.sequences))]
+        table = None
         if "table" in done:
             table = trace.with_sequences(done["table"], sequences)
             frames += trace.trace_signals(table)
@@ -166,6 +174,14 @@ def execute(plan: RunPlan, frame: pl.LazyFrame) -> pl.DataFrame:
         frames += trace.sequence_signals(
             [done[f"matches{i}"] for i in range(len(trace.sequence_rules))]
         )
+        for i, pattern in enumerate(patterns):
+            candidates = {n: done[f"pattern{i}.{n}"] for n in pattern.pattern.names}
+            ancestors = {
+                n: structure.ancestor_lists(candidates[n], done["links"], trace.key, n)
+                for n in pattern.descendants()
+            }
+            joined = pattern.join(candidates, ancestors, done.get("table"))
+            frames.append(pattern.signals(joined))
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)

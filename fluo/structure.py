@@ -106,3 +106,20 @@ def _over_pairs(func: str) -> pl.Expr:
     if func in QUANTILES:
         return v.quantile(QUANTILES[func], interpolation="linear")
     return {"max": v.max, "min": v.min, "sum": v.sum, "avg": v.mean}[func]()
+
+
+def ancestor_lists(
+    candidates: pl.DataFrame, linked: pl.DataFrame, key: str, name: str
+) -> pl.DataFrame:
+    """(key, span_id, __ancestors): the ancestor ids of each candidate of named span `name`."""
+    linked = links(linked, key)
+    source = candidates.select(
+        pl.col(f"{name}.{key}").alias(key),
+        pl.col(f"{name}.span_id").alias("span_id"),
+        pl.col(f"{name}.parent_span_id").alias("parent_span_id"),
+        pl.col(f"{name}.span_id").alias("__v"),
+    ).unique(subset=[key, "span_id"])
+    pairs = _walk_up(source, linked, key, deep=True)
+    return pairs.group_by(key, pl.col("__v").alias("span_id")).agg(
+        pl.col("__related_to").alias("__ancestors")
+    )

@@ -409,3 +409,88 @@ def test_explain_describes_trace_plans() -> None:
     text = rules.compile().explain(pl.LazyFrame(schema=dict(spans().schema)))
     assert "trace rules: grouped by trace_key" in text
     assert "aggregate missing over trace" in text
+
+
+def pattern(when: str, **spans_: str) -> str:
+    bound = "".join(f"      {n}: '{p}'\n" for n, p in spans_.items())
+    return f"rules:\n  r:\n    spans:\n{bound}    when: '{when}'\n"
+
+
+def test_named_spans_related_in_time_and_structure() -> None:
+    rows = [
+        S(1, 1, None, "login", 0, duration_ns=100 * MS),
+        S(1, 2, 1, "pay", 3),
+        S(1, 3, 2, "db", 4),
+        S(2, 4, None, "login", 0),
+        S(2, 5, None, "pay", 0.5),
+    ]
+    names = {"a": 'span.name == "login"', "b": 'span.name == "pay" or span.name == "db"'}
+    assert fire(pattern("child_of(b, a) and b.start - a.end > 1s", **names), *rows, key="yaml") == [
+        (1, 1)
+    ]
+    assert fire(pattern("b.start - a.end > 1s", **names), *rows, key="yaml") == [(1, 1)]
+    assert fire(pattern('descendant_of(b, a) and b.name == "db"', **names), *rows, key="yaml") == [
+        (1, 1)
+    ]
+    assert fire(pattern("not child_of(b, a)", **names), *rows, key="yaml") == [(1, 1), (2, 4)]
+    assert fire(pattern("b.start < a.start + 1s", **names), *rows, key="yaml") == [(2, 4)]
+
+
+def test_named_spans_same_and_different_service_and_siblings() -> None:
+    rows = [
+        S(1, 1, None, "root"),
+        S(1, 2, 1, "x", service_name="a"),
+        S(1, 3, 1, "y", service_name="a"),
+        S(2, 4, None, "root"),
+        S(2, 5, 4, "x", service_name="a"),
+        S(2, 6, 4, "y", service_name="b"),
+    ]
+    names = {"p": 'span.name == "x"', "q": 'span.name == "y"'}
+    assert fire(
+        pattern("sibling_of(p, q) and p.service != q.service", **names), *rows, key="yaml"
+    ) == [(2, 5)]
+    assert fire(
+        pattern("sibling_of(p, q) and p.service == q.service", **names), *rows, key="yaml"
+    ) == [(1, 2)]
+
+
+def test_a_name_is_one_span_and_names_are_different_spans() -> None:
+    rows = [S(1, 1, None, "x", 0), S(2, 2, None, "x", 0), S(2, 3, None, "x", 1)]
+    names = {"a": 'span.name == "x"', "b": 'span.name == "x"'}
+    # In trace 1 a and b could only be the same span: no match.
+    assert fire(pattern("a.start <= b.start", **names), *rows, key="yaml") == [(2, 2)]
+
+
+def test_bottleneck_share_with_named_spans() -> None:
+    rows = [
+        S(1, 1, None, "a", duration_ns=1000 * MS),
+        S(1, 2, 1, "p", duration_ns=600 * MS),
+        S(2, 3, None, "a", duration_ns=1000 * MS),
+        S(2, 4, 3, "p", duration_ns=400 * MS),
+    ]
+    rule = pattern("b.duration > 0.5 * root.duration", b='span.name == "p"')
+    assert fire(rule, *rows, key="yaml") == [(1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (pattern("c.duration > 1s", a="span.duration > 0ms"), "unknown span 'c'"),
+        (pattern("child_of(a, c)", a="span.duration > 0ms"), "'c' is not a named span"),
+        (pattern("child_of(a, a)", a="span.duration > 0ms"), "needs two different spans"),
+        (pattern("span.duration > 1s", a="span.duration > 0ms"), "say which span"),
+        (pattern("count() > 1", a="span.duration > 0ms"), "relate them directly"),
+        (pattern("a.duration > 1s", span="span.duration > 0ms"), "'span' cannot name a span"),
+        (
+            "rules:\n  r:\n    spans: {a: 'span.name == \"x\"', a: 'span.name == \"y\"'}\n"
+            "    when: a.duration > 1s\n",
+            "duplicate key 'a'",
+        ),
+        ("rules:\n  r:\n    when: child_of(a, b)\n", "'a' is not a named span"),
+        ("rules:\n  r:\n    spans: {a: 'span.name == \"x\"'}\n", "needs a 'when' relating them"),
+    ],
+)
+def test_named_span_errors(text: str, message: str) -> None:
+    with pytest.raises(RuleError) as info:
+        fluo.load_rules(text)
+    assert any(message in d.message for d in info.value.diagnostics), info.value.diagnostics
