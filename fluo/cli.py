@@ -116,6 +116,8 @@ def run(
                 err.print(f"wrote {result.signals.height} signals to {output}", markup=False)
     except FluoError as exc:
         raise _fail(exc) from None
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False)
     if result.failing:
         err.print(f"failing: rule(s) {', '.join(result.failing)} fired", markup=False)
         raise typer.Exit(EXIT_FAIL_RULE)

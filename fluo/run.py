@@ -38,6 +38,7 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)  # signals per rule
     failing: tuple[str, ...] = ()  # rules marked `fail` that fired
     seconds: float = 0.0
+    warnings: tuple[str, ...] = ()  # data problems the run worked around (see docs/traces.md)
 
     @property
     def fired(self) -> list[str]:
@@ -49,10 +50,11 @@ def evaluate(rule_set: RuleSet, spans: Spans, *, progress: Progress | None = Non
     started = time.perf_counter()
     inputs = _inputs(spans)
     frames: list[pl.DataFrame] = []
+    warnings: list[str] = []
     for index, (label, frame) in enumerate(inputs):
         if progress:
             progress(index, len(inputs), label)
-        frames.append(_evaluate_one(rule_set, frame, label))
+        frames.append(_evaluate_one(rule_set, frame, label, warnings.append))
     if progress:
         progress(len(inputs), len(inputs), "done")
     signals = pl.concat(frames) if frames else pl.DataFrame(schema=SIGNAL_SCHEMA)
@@ -62,7 +64,8 @@ def evaluate(rule_set: RuleSet, spans: Spans, *, progress: Progress | None = Non
     for name, n in signals.group_by("rule").len().iter_rows():
         counts[name] = n
     failing = tuple(r.name for r in rule_set.enabled if r.fails_run and counts.get(r.name))
-    return RunResult(signals, counts, failing, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return RunResult(signals, counts, failing, seconds, tuple(dict.fromkeys(warnings)))
 
 
 def _inputs(spans: Spans) -> list[tuple[str, pl.LazyFrame]]:
@@ -97,10 +100,12 @@ def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> RunPlan:
     return rule_set.compile(schema)
 
 
-def _evaluate_one(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> pl.DataFrame:
+def _evaluate_one(
+    rule_set: RuleSet, frame: pl.LazyFrame, label: str, warn: structure.Warn
+) -> pl.DataFrame:
     plan = compile_for(rule_set, frame, label)
     try:
-        return execute(plan, frame)
+        return execute(plan, frame, warn)
     except FluoError:
         raise
     except pl.exceptions.PolarsError as exc:
@@ -109,7 +114,9 @@ def _evaluate_one(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> pl.Data
         raise DataError(str(exc), path=label) from None
 
 
-def execute(plan: RunPlan, frame: pl.LazyFrame) -> pl.DataFrame:
+def execute(
+    plan: RunPlan, frame: pl.LazyFrame, warn: structure.Warn = structure.ignore
+) -> pl.DataFrame:
     """Evaluate a compiled plan over one span table: the signals, sorted.
 
     Every lazy plan of the run (the span-rule filter, the per-trace group_by, the
@@ -158,9 +165,9 @@ def execute(plan: RunPlan, frame: pl.LazyFrame) -> pl.DataFrame:
             anchors = trace.with_sequences(done["anchors"], sequences)
             structural: list[pl.DataFrame] = []
             if "structure" in done:
-                linked = structure.links(done["structure"], trace.key)
+                linked = structure.links(done["structure"], trace.key, warn)
                 structural = [
-                    structure.relation_table(done["structure"], agg, trace, linked)
+                    structure.relation_table(done["structure"], agg, trace, linked, warn)
                     for agg in trace.structural
                 ]
             joined = trace.join_terms(
@@ -177,7 +184,7 @@ def execute(plan: RunPlan, frame: pl.LazyFrame) -> pl.DataFrame:
         for i, pattern in enumerate(patterns):
             candidates = {n: done[f"pattern{i}.{n}"] for n in pattern.pattern.names}
             ancestors = {
-                n: structure.ancestor_lists(candidates[n], done["links"], trace.key, n)
+                n: structure.ancestor_lists(candidates[n], done["links"], trace.key, n, warn)
                 for n in pattern.descendants()
             }
             joined = pattern.join(candidates, ancestors, done.get("table"))

@@ -12,6 +12,8 @@ links that form a cycle stop at MAX_DEPTH levels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from fluo import ast
@@ -20,16 +22,32 @@ from fluo.compile_trace import QUANTILES, TracePlan
 
 MAX_DEPTH = 256
 
+Warn = Callable[[str], None]
 
-def links(spans: pl.DataFrame, key: str) -> pl.DataFrame:
-    """(trace key, span id, parent id), one row per span id."""
-    return spans.select(key, "span_id", "parent_span_id").unique(
-        subset=[key, "span_id"], keep="first", maintain_order=False
+
+def ignore(message: str) -> None:
+    pass
+
+
+def links(spans: pl.DataFrame, key: str, warn: Warn = ignore) -> pl.DataFrame:
+    """(trace key, span id, parent id), one row per span id (the first record of duplicates)."""
+    linked = spans.select(key, "span_id", "parent_span_id").unique(
+        subset=[key, "span_id"], keep="first", maintain_order=True
     )
+    if (duplicates := spans.height - linked.height) > 0:
+        warn(
+            f"{duplicates} duplicate span records (same trace and span id): "
+            "structural rules use the first record of each"
+        )
+    return linked
 
 
 def relation_table(
-    spans: pl.DataFrame, agg: ast.Aggregate, plan: TracePlan, linked: pl.DataFrame
+    spans: pl.DataFrame,
+    agg: ast.Aggregate,
+    plan: TracePlan,
+    linked: pl.DataFrame,
+    warn: Warn = ignore,
 ) -> pl.DataFrame:
     """(trace key, __related_to, value): the aggregate for each span it relates to."""
     key, name = plan.key, plan.terms[agg]
@@ -52,13 +70,15 @@ def relation_table(
         value = pl.lit(True)
     source = source.select(key, "span_id", "parent_span_id", value.alias("__v"))
     if agg.scope in ("children", "descendants"):
-        pairs = _walk_up(source, linked, key, agg.scope == "descendants")
+        pairs = _walk_up(source, linked, key, agg.scope == "descendants", warn)
     else:
-        pairs = _walk_down(source, linked, key)
+        pairs = _walk_down(source, linked, key, warn)
     return pairs.group_by(key, "__related_to").agg(_over_pairs(agg.func).alias(name))
 
 
-def _walk_up(source: pl.DataFrame, linked: pl.DataFrame, key: str, deep: bool) -> pl.DataFrame:
+def _walk_up(
+    source: pl.DataFrame, linked: pl.DataFrame, key: str, deep: bool, warn: Warn = ignore
+) -> pl.DataFrame:
     frontier = source.select(key, pl.col("parent_span_id").alias("__related_to"), "__v").filter(
         pl.col("__related_to").is_not_null()
     )
@@ -72,10 +92,22 @@ def _walk_up(source: pl.DataFrame, linked: pl.DataFrame, key: str, deep: bool) -
         )
         found.append(frontier)
         depth += 1
+    if deep and frontier.height:
+        _too_deep(frontier, key, warn)
     return pl.concat(found)
 
 
-def _walk_down(source: pl.DataFrame, linked: pl.DataFrame, key: str) -> pl.DataFrame:
+def _too_deep(frontier: pl.DataFrame, key: str, warn: Warn) -> None:
+    traces = frontier.select(pl.col(key).n_unique()).item()
+    warn(
+        f"parent links of {traces} trace(s) form a cycle or a chain deeper than {MAX_DEPTH} "
+        "levels; the structure walk stopped there"
+    )
+
+
+def _walk_down(
+    source: pl.DataFrame, linked: pl.DataFrame, key: str, warn: Warn = ignore
+) -> pl.DataFrame:
     children = linked.filter(pl.col("parent_span_id").is_not_null())
     frontier = source.select(key, pl.col("span_id").alias("__from"), "__v")
     found = []
@@ -86,6 +118,8 @@ def _walk_down(source: pl.DataFrame, linked: pl.DataFrame, key: str) -> pl.DataF
         ).select(key, pl.col("span_id").alias("__from"), "__v")
         found.append(frontier.rename({"__from": "__related_to"}))
         depth += 1
+    if frontier.height:
+        _too_deep(frontier, key, warn)
     if not found:
         return frontier.rename({"__from": "__related_to"})
     return pl.concat(found)
@@ -109,17 +143,17 @@ def _over_pairs(func: str) -> pl.Expr:
 
 
 def ancestor_lists(
-    candidates: pl.DataFrame, linked: pl.DataFrame, key: str, name: str
+    candidates: pl.DataFrame, linked: pl.DataFrame, key: str, name: str, warn: Warn = ignore
 ) -> pl.DataFrame:
     """(key, span_id, __ancestors): the ancestor ids of each candidate of named span `name`."""
-    linked = links(linked, key)
+    linked = links(linked, key, warn)
     source = candidates.select(
         pl.col(f"{name}.{key}").alias(key),
         pl.col(f"{name}.span_id").alias("span_id"),
         pl.col(f"{name}.parent_span_id").alias("parent_span_id"),
         pl.col(f"{name}.span_id").alias("__v"),
     ).unique(subset=[key, "span_id"])
-    pairs = _walk_up(source, linked, key, deep=True)
+    pairs = _walk_up(source, linked, key, True, warn)
     return pairs.group_by(key, pl.col("__v").alias("span_id")).agg(
         pl.col("__related_to").alias("__ancestors")
     )

@@ -494,3 +494,14 @@ def test_named_span_errors(text: str, message: str) -> None:
     with pytest.raises(RuleError) as info:
         fluo.load_rules(text)
     assert any(message in d.message for d in info.value.diagnostics), info.value.diagnostics
+
+
+def test_structure_problems_are_reported_as_warnings() -> None:
+    rules = fluo.load_rules('rules:\n  r:\n    when: descendants.has(span.name == "x")\n')
+    duplicated = spans(S(1, 1, None, "a"), S(1, 1, None, "a"), S(1, 2, 1, "x"))
+    result = fluo.evaluate(rules, duplicated)
+    assert result.signals.height == 2  # both records of span 1 are anchors
+    assert any("1 duplicate span records" in w for w in result.warnings)
+    cycle = spans(S(2, 5, 6, "x"), S(2, 6, 5, "y"))
+    result = fluo.evaluate(rules, cycle)
+    assert any("form a cycle" in w for w in result.warnings)
