@@ -577,6 +577,16 @@ class _Checker:
         left, lt = self._operand(node.left)
         right, rt = self._operand(node.right)
         left, right, kind = self._comparable(left, lt, right, rt, node)
+        if lt == rt == Type.TEXT and node.op in ("<", "<=", ">", ">="):
+            self.notes.append(
+                Diagnostic(
+                    f"'{node.op}' between two attribute values compares them as text "
+                    '("10" < "9")',
+                    node.pos,
+                    severity="warning",
+                    hint="to compare numbers, write float(a) < float(b)",
+                )
+            )
         with_null = isinstance(node.left, ast.Null) or isinstance(node.right, ast.Null)
         if with_null and node.op not in ("==", "!="):
             self.fail(f"'{node.op}' cannot compare with null", node, hint="use == null or != null")

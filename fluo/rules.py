@@ -148,7 +148,9 @@ def load_rules(
         sets.append(RuleSet(parsed.rules, parsed.notes))
     try:
         rule_set = merge(sets)
-        rule_set.check(schema)
+        checked = rule_set.check(schema)
+        warnings = tuple(n for c in checked for n in c.notes)
+        rule_set = RuleSet(rule_set.rules, rule_set.notes + warnings)
     except RuleError as exc:
         errors.extend(exc.diagnostics)
     if errors:
