@@ -562,10 +562,13 @@ def _fluo_where(node: Expr) -> Expr:
         case ast.And() | ast.Or() | ast.Not():
             return ast.map_children(node, _fluo_where)
         case ast.Compare(op=op, left=left, right=right):
-            if isinstance(right, ast.Int | ast.Float) and isinstance(left, ast.Name):
-                # FLUO had no intrinsics: `status >= 500` compares an attribute with a number.
-                if FLUO_INTRINSICS.get(left.name) in ("name", "status", "kind", "service"):
-                    left = ast.Str(left.name, pos=left.pos)
+            # FLUO had no intrinsics: `status >= 500` compares an attribute with a number.
+            if (
+                isinstance(right, ast.Int | ast.Float)
+                and isinstance(left, ast.Name)
+                and FLUO_INTRINSICS.get(left.name) in ("name", "status", "kind", "service")
+            ):
+                left = ast.Str(left.name, pos=left.pos)
             return ast.Compare(op, _fluo_field(left), _fluo_text(right), pos=node.pos)
         case ast.In(value=value, items=ast.ListLit(items=items) as lst, negated=neg):
             listed = ast.ListLit(tuple(_fluo_text(i) for i in items), pos=lst.pos)
