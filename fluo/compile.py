@@ -479,35 +479,46 @@ class SpanPlan:
             rows = hits.filter(pl.col(f"__rule_{i}"))
             if rows.height == 0:
                 continue
-            frames.append(
-                rows.select(
-                    rule=pl.lit(rule.name, dtype=pl.String),
-                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
-                    trace_id=_maybe(rows, "trace_id"),
-                    span_id=_maybe(rows, "span_id"),
-                    service=_maybe(rows, "service_name"),
-                    name=_maybe(rows, "name"),
-                    time=_time(rows),
-                    message=message_expression(rule, Context(self.schema)),
-                    evidence=pl.concat_list(_maybe(rows, "span_id")),
-                )
-            )
+            frames.append(signal_rows(rule, rows, message_expression(rule, Context(self.schema))))
         if not frames:
             return pl.DataFrame(schema=SIGNAL_SCHEMA)
         out = pl.concat(frames, how="vertical")
         return out.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
 
 
-def _maybe(frame: pl.DataFrame, column: str) -> pl.Expr:
-    if column in frame.columns:
-        return pl.col(column).cast(pl.String)
-    return pl.lit(None, dtype=pl.String)
+def signal_rows(
+    rule: CheckedRule,
+    rows: pl.DataFrame,
+    message: pl.Expr,
+    *,
+    trace_id: str = "trace_id",
+    span_id: str = "span_id",
+    service: str = "service_name",
+    name: str = "name",
+    time: str = "start_time",
+    evidence: pl.Expr | None = None,
+) -> pl.DataFrame:
+    """The signals of `rule`, one per row of `rows`, the columns read from the named ones
+    (null where `rows` lacks them); the evidence is the span itself unless given."""
 
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.String) if column in rows.columns else pl.lit(None, pl.String)
 
-def _time(frame: pl.DataFrame) -> pl.Expr:
-    if "start_time" not in frame.columns:
-        return pl.lit(None, dtype=UTC_NS)
-    return lower_column(ast.Column("start_time", "timestamp"), Context(SpanSchema.of(frame)))
+    if time in rows.columns:
+        stamp = lower_column(ast.Column(time, "timestamp"), Context(SpanSchema.of(rows)))
+    else:
+        stamp = pl.lit(None, dtype=UTC_NS)
+    return rows.select(
+        rule=pl.lit(rule.name, dtype=pl.String),
+        severity=pl.lit(rule.rule.severity, dtype=pl.String),
+        trace_id=text(trace_id),
+        span_id=text(span_id),
+        service=text(service),
+        name=text(name),
+        time=stamp,
+        message=message,
+        evidence=pl.concat_list(text(span_id)) if evidence is None else evidence,
+    )
 
 
 def compile_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> SpanPlan:

@@ -19,9 +19,9 @@ import polars as pl
 
 from fluo import ast
 from fluo.check import CheckedRule, referenced_columns
-from fluo.compile import Context, lower_condition, message_expression
+from fluo.compile import Context, lower_condition, message_expression, signal_rows
 from fluo.compile_trace import EVIDENCE_LIMIT, TracePlan
-from fluo.schema import UTC_NS, SpanSchema
+from fluo.schema import SpanSchema
 
 BASE_COLUMNS = ("trace_id", "span_id", "parent_span_id", "name", "service_name", "start_time")
 
@@ -158,34 +158,19 @@ class PatternPlan:
             pl.concat_list(ids).alias("__evidence"),
         )
 
-        def of(column: str, dtype: pl.DataType) -> pl.Expr:
+        def first_of(column: str) -> pl.Expr:
             name = f"{first}.{column}"
-            value = pl.col(name).first() if name in rows.columns else pl.lit(None)
-            return value.cast(dtype)
+            return (pl.col(name) if name in rows.columns else pl.lit(None)).first().alias(column)
 
-        return (
-            rows.group_by(f"{first}.span_id", maintain_order=True)
-            .agg(
-                of("trace_id", pl.String()).alias("trace_id"),
-                of("service_name", pl.String()).alias("service"),
-                of("name", pl.String()).alias("name"),
-                of("start_time", UTC_NS).alias("time"),
-                pl.col("__message").first().alias("message"),
-                pl.col("__evidence")
-                .explode()
-                .unique(maintain_order=True)
-                .head(EVIDENCE_LIMIT)
-                .alias("evidence"),
-            )
-            .select(
-                rule=pl.lit(self.rule.name, dtype=pl.String),
-                severity=pl.lit(self.rule.rule.severity, dtype=pl.String),
-                trace_id="trace_id",
-                span_id=pl.col(f"{first}.span_id").cast(pl.String),
-                service="service",
-                name="name",
-                time="time",
-                message="message",
-                evidence="evidence",
-            )
+        anchors = rows.group_by(f"{first}.span_id", maintain_order=True).agg(
+            *(first_of(c) for c in ("trace_id", "service_name", "name", "start_time")),
+            pl.col("__message").first(),
+            pl.col("__evidence").explode().unique(maintain_order=True).head(EVIDENCE_LIMIT),
+        )
+        return signal_rows(
+            self.rule,
+            anchors,
+            pl.col("__message"),
+            span_id=f"{first}.span_id",
+            evidence=pl.col("__evidence"),
         )

@@ -28,11 +28,10 @@ from fluo.ast import Expr
 from fluo.check import (
     CheckedRule,
     reads_this,
-    referenced_columns,
     split_correlation,
     trace_terms,
 )
-from fluo.compile import SIGNAL_SCHEMA, Context, lower, lower_condition, message_expression
+from fluo.compile import Context, lower, lower_condition, message_expression, signal_rows
 from fluo.errors import CompileError
 from fluo.schema import UTC_NS, SpanSchema
 
@@ -116,18 +115,9 @@ class TracePlan:
         for rule, rows in zip(self.sequence_rules, matches, strict=True):
             if rows.height == 0:
                 continue
+            message = message_expression(rule, self.ctx)
             frames.append(
-                rows.select(
-                    rule=pl.lit(rule.name, dtype=pl.String),
-                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
-                    trace_id=pl.col("trace_id").cast(pl.String),
-                    span_id=pl.col("span_id").cast(pl.String),
-                    service=_opt(rows, "service_name", pl.String()),
-                    name=_opt(rows, "name", pl.String()),
-                    time=_opt(rows, "__time", UTC_NS),
-                    message=message_expression(rule, self.ctx),
-                    evidence=pl.col("__evidence"),
-                )
+                signal_rows(rule, rows, message, time="__time", evidence=pl.col("__evidence"))
             )
         return frames
 
@@ -313,19 +303,7 @@ class TracePlan:
             rows = joined.filter(flag)
             if rows.height == 0:
                 continue
-            frames.append(
-                rows.select(
-                    rule=pl.lit(rule.name, dtype=pl.String),
-                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
-                    trace_id=pl.col("trace_id").cast(pl.String),
-                    span_id=pl.col("span_id").cast(pl.String),
-                    service=_maybe("service_name", self.schema),
-                    name=_maybe("name", self.schema),
-                    time=_time(self.schema),
-                    message=message_expression(rule, self.ctx),
-                    evidence=pl.concat_list(pl.col("span_id").cast(pl.String)),
-                )
-            )
+            frames.append(signal_rows(rule, rows, message_expression(rule, self.ctx)))
         return frames
 
     def trace_signals(self, trace_table: pl.DataFrame) -> list[pl.DataFrame]:
@@ -340,15 +318,15 @@ class TracePlan:
             if rows.height == 0:
                 continue
             frames.append(
-                rows.select(
-                    rule=pl.lit(rule.name, dtype=pl.String),
-                    severity=pl.lit(rule.rule.severity, dtype=pl.String),
-                    trace_id=pl.col("__trace_id").cast(pl.String),
-                    span_id=pl.col(f"__span{i}").cast(pl.String),
-                    service=_opt(rows, f"__service{i}", pl.String()),
-                    name=_opt(rows, f"__name{i}", pl.String()),
-                    time=_opt(rows, f"__time{i}", UTC_NS),
-                    message=message_expression(rule, self.ctx),
+                signal_rows(
+                    rule,
+                    rows,
+                    message_expression(rule, self.ctx),
+                    trace_id="__trace_id",
+                    span_id=f"__span{i}",
+                    service=f"__service{i}",
+                    name=f"__name{i}",
+                    time=f"__time{i}",
                     evidence=pl.col(f"__ev{i}").cast(pl.List(pl.String)),
                 )
             )
@@ -357,20 +335,6 @@ class TracePlan:
 
 def _plain_column(column: str, schema: SpanSchema) -> pl.Expr:
     return lower(ast.Column(column, "string"), Context(schema))
-
-
-def _maybe(column: str, schema: SpanSchema) -> pl.Expr:
-    return pl.col(column).cast(pl.String) if schema.has(column) else pl.lit(None, pl.String)
-
-
-def _time(schema: SpanSchema) -> pl.Expr:
-    if not schema.has("start_time"):
-        return pl.lit(None, dtype=UTC_NS)
-    return lower(ast.Column("start_time", "timestamp"), Context(schema))
-
-
-def _opt(frame: pl.DataFrame, column: str, dtype: pl.DataType) -> pl.Expr:
-    return pl.col(column).cast(dtype) if column in frame.columns else pl.lit(None, dtype=dtype)
 
 
 # --- lowering of aggregates ------------------------------------------------------------
@@ -624,10 +588,3 @@ def compile_trace_rules(rules: Sequence[CheckedRule], schema: SpanSchema) -> Tra
         supports,
         prefilter,
     )
-
-
-def columns_of(node: Expr) -> frozenset[str]:
-    return referenced_columns(ast.walk(node))
-
-
-__all__ = ["SIGNAL_SCHEMA", "TracePlan", "compile_trace_rules", "term_aggregate"]
