@@ -124,50 +124,81 @@ class TracePlan:
     # -- the per-trace table ---------------------------------------------------------
 
     def trace_table(self, spans: pl.LazyFrame) -> pl.LazyFrame:
-        """One row per trace: every per-trace term, and the anchor of each trace rule."""
+        """One row per trace: every per-trace term (one group_by over the trace key)."""
         ctx = Context(self.schema)
         aggs = [term_aggregate(t, ctx).alias(self.terms[t]) for t in self.per_trace]
-        aggs.append(pl.col("trace_id").first().alias("__trace_id"))
-        for i, rule in enumerate(self.whole_trace):
-            aggs += self._anchor_columns(i, self.supports.get(rule.name), ctx)
         source = spans
         if self.prefilter is not None:
             source = spans.filter(lower_condition(self.prefilter, ctx))
         return source.group_by(self.key).agg(aggs)
 
-    def _anchor_columns(self, i: int, support: Expr | None, ctx: Context) -> list[pl.Expr]:
-        """The anchor span of trace rule i: the earliest span its support names,
-        or the trace's root (the earliest span without a parent, else the earliest span)."""
-        order = [pl.col("start_time")] if self.schema.has("start_time") else [pl.col("span_id")]
+    def fired(self, table: pl.DataFrame) -> list[pl.DataFrame]:
+        """For each whole-trace rule, the rows of the per-trace table where it holds."""
+        filled = table.with_columns(
+            pl.col(self.terms[t]).fill_null(EMPTY_VALUE[t.func])
+            for t in self.per_trace
+            if isinstance(t, ast.Aggregate) and t.func in EMPTY_VALUE
+        )
+        return [filled.filter(lower_condition(r.predicate, self.ctx)) for r in self.whole_trace]
+
+    def anchor_table(self, spans: pl.LazyFrame, i: int, fired: pl.DataFrame) -> pl.LazyFrame:
+        """Anchor and evidence of whole-trace rule i in the traces where it fired.
+
+        The anchor is the earliest span the rule's support names, or else the trace's
+        root (the earliest span without a parent; the earliest span if none), ties
+        broken by span id. Only the spans of those traces that can be the anchor are
+        read, and sorted per trace: cheap, since they are few.
+        """
+        ctx = Context(self.schema)
+        support = self.supports.get(self.whole_trace[i].name)
+        rows = spans.join(fired.select(self.key).lazy(), on=self.key, how="semi")
+        order: list[pl.Expr] = []
+        limit = 1
         if support is not None:
-            mask = lower_condition(support, ctx)
+            rows = rows.filter(lower_condition(support, ctx))
+            limit = EVIDENCE_LIMIT
+        elif self.schema.has("parent_span_id"):
+            order.append(pl.col("parent_span_id").is_not_null())
+        if self.schema.has("start_time"):
+            order.append(_plain_column("start_time", self.schema))
+        order.append(pl.col("span_id"))
 
-            def pick(e: pl.Expr) -> pl.Expr:
-                return e.filter(mask).sort_by([o.filter(mask) for o in order])
+        def earliest(value: pl.Expr) -> pl.Expr:
+            return value.sort_by(order)
 
-        else:
-            rootless = (
-                [pl.col("parent_span_id").is_not_null()]
-                if self.schema.has("parent_span_id")
-                else []
-            )
+        if support is None and self.schema.has("start_time"):
+            # Only the root is wanted: min_by, not a sort (these traces may be many).
+            start = _plain_column("start_time", self.schema).dt.epoch("ns")
+            if self.schema.has("parent_span_id"):
+                # Roots first: a root's rank is its start, any other span's is shifted up.
+                start = start + pl.col("parent_span_id").is_not_null().cast(pl.Int64) * 2**62
+            by_rank = [
+                pl.col("trace_id").first().alias("__trace_id"),
+                pl.concat_list(pl.col("span_id").min_by(start)).alias("__evidence"),
+                pl.col("span_id").min_by(start).alias("__span"),
+            ]
+            for column, alias in (
+                ("name", "__name"),
+                ("service_name", "__service"),
+                ("start_time", "__time"),
+            ):
+                if self.schema.has(column):
+                    by_rank.append(_plain_column(column, self.schema).min_by(start).alias(alias))
+            return rows.group_by(self.key).agg(by_rank)
 
-            def pick(e: pl.Expr) -> pl.Expr:
-                return e.sort_by([*rootless, *order])
-
-        limit = EVIDENCE_LIMIT if support is not None else 1
-        out = [
-            pick(pl.col("span_id")).head(limit).alias(f"__ev{i}"),
-            pick(pl.col("span_id")).first().alias(f"__span{i}"),
+        aggs = [
+            pl.col("trace_id").first().alias("__trace_id"),
+            earliest(pl.col("span_id")).head(limit).alias("__evidence"),
+            earliest(pl.col("span_id")).first().alias("__span"),
         ]
         for column, alias in (
-            ("name", "name"),
-            ("service_name", "service"),
-            ("start_time", "time"),
+            ("name", "__name"),
+            ("service_name", "__service"),
+            ("start_time", "__time"),
         ):
             if self.schema.has(column):
-                out.append(pick(_plain_column(column, self.schema)).first().alias(f"__{alias}{i}"))
-        return out
+                aggs.append(earliest(_plain_column(column, self.schema)).first().alias(alias))
+        return rows.group_by(self.key).agg(aggs)
 
     # -- anchors -------------------------------------------------------------------------
 
@@ -306,28 +337,26 @@ class TracePlan:
             frames.append(signal_rows(rule, rows, message_expression(rule, self.ctx)))
         return frames
 
-    def trace_signals(self, trace_table: pl.DataFrame) -> list[pl.DataFrame]:
+    def trace_signals(
+        self, fired: Sequence[pl.DataFrame], anchors: Sequence[pl.DataFrame]
+    ) -> list[pl.DataFrame]:
+        """One signal per trace where a whole-trace rule holds, at the rule's anchor."""
         frames = []
-        table = trace_table.with_columns(
-            pl.col(self.terms[t]).fill_null(EMPTY_VALUE[t.func])
-            for t in self.per_trace
-            if isinstance(t, ast.Aggregate) and t.func in EMPTY_VALUE
-        )
-        for i, rule in enumerate(self.whole_trace):
-            rows = table.filter(lower_condition(rule.predicate, self.ctx))
+        for rule, rows, anchor in zip(self.whole_trace, fired, anchors, strict=True):
             if rows.height == 0:
                 continue
+            rows = rows.join(anchor, on=self.key, how="left")
             frames.append(
                 signal_rows(
                     rule,
                     rows,
                     message_expression(rule, self.ctx),
                     trace_id="__trace_id",
-                    span_id=f"__span{i}",
-                    service=f"__service{i}",
-                    name=f"__name{i}",
-                    time=f"__time{i}",
-                    evidence=pl.col(f"__ev{i}").cast(pl.List(pl.String)),
+                    span_id="__span",
+                    service="__service",
+                    name="__name",
+                    time="__time",
+                    evidence=pl.col("__evidence").cast(pl.List(pl.String)),
                 )
             )
         return frames

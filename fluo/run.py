@@ -160,7 +160,10 @@ def execute(
         table = None
         if "table" in done:
             table = trace.with_sequences(done["table"], sequences)
-            frames += trace.trace_signals(table)
+            fired = trace.fired(table)
+            jobs_ = [trace.anchor_table(frame, i, f) for i, f in enumerate(fired)]
+            found = pl.collect_all(jobs_, engine="streaming") if jobs_ else []
+            frames += trace.trace_signals(fired, found)
         if "anchors" in done:
             anchors = trace.with_sequences(done["anchors"], sequences)
             structural: list[pl.DataFrame] = []
