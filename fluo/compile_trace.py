@@ -141,64 +141,67 @@ class TracePlan:
         )
         return [filled.filter(lower_condition(r.predicate, self.ctx)) for r in self.whole_trace]
 
-    def anchor_table(self, spans: pl.LazyFrame, i: int, fired: pl.DataFrame) -> pl.LazyFrame:
-        """Anchor and evidence of whole-trace rule i in the traces where it fired.
+    def anchor_candidates(self, spans: pl.LazyFrame, fired: Sequence[pl.DataFrame]) -> pl.LazyFrame:
+        """ONE scan for the anchors of every whole-trace rule: the spans that may anchor
+        rule i (its support spans, or the roots, in the traces where it fired), with a
+        flag column `__anchor{i}` per rule."""
+        ctx = Context(self.schema)
+        flags = []
+        for i, rule in enumerate(self.whole_trace):
+            keys = fired[i].get_column(self.key).implode()
+            flag = pl.col(self.key).is_in(keys)
+            support = self.supports.get(rule.name)
+            if support is not None:
+                flag = flag & lower_condition(support, ctx)
+            elif self.schema.has("parent_span_id"):
+                flag = flag & pl.col("parent_span_id").is_null()
+            flags.append(flag.alias(f"__anchor{i}"))
+        any_flag = functools.reduce(lambda a, b: a | b, flags)
+        return spans.filter(any_flag).select(*self._anchor_fields(), *flags)
+
+    def _anchor_fields(self) -> list[pl.Expr]:
+        """The columns a whole-trace signal reports about its anchor span."""
+        fields = [
+            pl.col(c)
+            for c in (self.key, "trace_id", "span_id", "name", "service_name")
+            if self.schema.has(c)
+        ]
+        if self.schema.has("start_time"):
+            fields.append(_plain_column("start_time", self.schema).alias("start_time"))
+        return fields
+
+    def anchors(
+        self, candidates: pl.DataFrame, i: int, fired: pl.DataFrame, spans: pl.LazyFrame
+    ) -> pl.DataFrame:
+        """Anchor and evidence of whole-trace rule i in each trace where it fired.
 
         The anchor is the earliest span the rule's support names, or else the trace's
-        root (the earliest span without a parent; the earliest span if none), ties
-        broken by span id. Only the spans of those traces that can be the anchor are
-        read, and sorted per trace: cheap, since they are few.
+        root (the earliest span without a parent), ties broken by span id; a trace with
+        no root is anchored at its earliest span (read again, for those traces only).
         """
-        ctx = Context(self.schema)
         support = self.supports.get(self.whole_trace[i].name)
-        rows = spans.join(fired.select(self.key).lazy(), on=self.key, how="semi")
-        order: list[pl.Expr] = []
-        limit = 1
-        if support is not None:
-            rows = rows.filter(lower_condition(support, ctx))
-            limit = EVIDENCE_LIMIT
-        elif self.schema.has("parent_span_id"):
-            order.append(pl.col("parent_span_id").is_not_null())
-        if self.schema.has("start_time"):
-            order.append(_plain_column("start_time", self.schema))
-        order.append(pl.col("span_id"))
+        limit = EVIDENCE_LIMIT if support is not None else 1
+        order = [c for c in (self.key, "start_time", "span_id") if c in candidates.columns]
+        rows = candidates.filter(pl.col(f"__anchor{i}")).sort(order)
+        rootless = fired.join(rows.select(self.key), on=self.key, how="anti")
+        if rootless.height:  # traces without a root: their earliest span
+            extra = spans.join(rootless.select(self.key).lazy(), on=self.key, how="semi")
+            extra_rows = extra.select(self._anchor_fields()).collect(engine="streaming")
+            rows = pl.concat([rows.select(extra_rows.columns), extra_rows]).sort(order)
 
-        def earliest(value: pl.Expr) -> pl.Expr:
-            return value.sort_by(order)
+        def first(column: str, alias: str) -> pl.Expr:
+            if column in rows.columns:
+                return pl.col(column).first().alias(alias)
+            return pl.lit(None).first().alias(alias)
 
-        if support is None and self.schema.has("start_time"):
-            # Only the root is wanted: min_by, not a sort (these traces may be many).
-            start = _plain_column("start_time", self.schema).dt.epoch("ns")
-            if self.schema.has("parent_span_id"):
-                # Roots first: a root's rank is its start, any other span's is shifted up.
-                start = start + pl.col("parent_span_id").is_not_null().cast(pl.Int64) * 2**62
-            by_rank = [
-                pl.col("trace_id").first().alias("__trace_id"),
-                pl.concat_list(pl.col("span_id").min_by(start)).alias("__evidence"),
-                pl.col("span_id").min_by(start).alias("__span"),
-            ]
-            for column, alias in (
-                ("name", "__name"),
-                ("service_name", "__service"),
-                ("start_time", "__time"),
-            ):
-                if self.schema.has(column):
-                    by_rank.append(_plain_column(column, self.schema).min_by(start).alias(alias))
-            return rows.group_by(self.key).agg(by_rank)
-
-        aggs = [
-            pl.col("trace_id").first().alias("__trace_id"),
-            earliest(pl.col("span_id")).head(limit).alias("__evidence"),
-            earliest(pl.col("span_id")).first().alias("__span"),
-        ]
-        for column, alias in (
-            ("name", "__name"),
-            ("service_name", "__service"),
-            ("start_time", "__time"),
-        ):
-            if self.schema.has(column):
-                aggs.append(earliest(_plain_column(column, self.schema)).first().alias(alias))
-        return rows.group_by(self.key).agg(aggs)
+        return rows.group_by(self.key, maintain_order=True).agg(
+            first("trace_id", "__trace_id"),
+            pl.col("span_id").head(limit).alias("__evidence"),
+            first("span_id", "__span"),
+            first("name", "__name"),
+            first("service_name", "__service"),
+            first("start_time", "__time"),
+        )
 
     # -- anchors -------------------------------------------------------------------------
 

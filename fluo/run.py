@@ -161,9 +161,10 @@ def execute(
         if "table" in done:
             table = trace.with_sequences(done["table"], sequences)
             fired = trace.fired(table)
-            jobs_ = [trace.anchor_table(frame, i, f) for i, f in enumerate(fired)]
-            found = pl.collect_all(jobs_, engine="streaming") if jobs_ else []
-            frames += trace.trace_signals(fired, found)
+            if any(f.height for f in fired):
+                anchor_rows = trace.anchor_candidates(frame, fired).collect(engine="streaming")
+                found = [trace.anchors(anchor_rows, i, f, frame) for i, f in enumerate(fired)]
+                frames += trace.trace_signals(fired, found)
         if "anchors" in done:
             anchors = trace.with_sequences(done["anchors"], sequences)
             structural: list[pl.DataFrame] = []
@@ -185,12 +186,12 @@ def execute(
             [done[f"matches{i}"] for i in range(len(trace.sequence_rules))]
         )
         for i, pattern in enumerate(patterns):
-            candidates = {n: done[f"pattern{i}.{n}"] for n in pattern.pattern.names}
+            bound = {n: done[f"pattern{i}.{n}"] for n in pattern.pattern.names}
             ancestors = {
-                n: structure.ancestor_lists(candidates[n], done["links"], trace.key, n, warn)
+                n: structure.ancestor_lists(bound[n], done["links"], trace.key, n, warn)
                 for n in pattern.descendants()
             }
-            joined = pattern.join(candidates, ancestors, done.get("table"))
+            joined = pattern.join(bound, ancestors, done.get("table"))
             frames.append(pattern.signals(joined))
     frames = [f for f in frames if f.height]
     if not frames:
