@@ -505,3 +505,13 @@ def test_structure_problems_are_reported_as_warnings() -> None:
     cycle = spans(S(2, 5, 6, "x"), S(2, 6, 5, "y"))
     result = fluo.evaluate(rules, cycle)
     assert any("form a cycle" in w for w in result.warnings)
+
+
+def test_whole_trace_anchors() -> None:
+    rows = [
+        S(1, 1, None, "root", 5), S(1, 2, 1, "a", 9), S(1, 3, 1, "a", 7),  # earliest a: span 3
+        S(2, 4, 9, "x", 3), S(2, 5, 9, "y", 1),  # no root: the earliest span
+        S(3, 6, None, "r", 2), S(3, 7, None, "r", 1),  # two roots: the earliest
+    ]
+    assert fire('has(span.name == "a")', *rows) == [(1, 3)]
+    assert fire("trace.span_count >= 2", *rows) == [(1, 1), (2, 5), (3, 7)]
