@@ -242,3 +242,21 @@ def test_time_in_signals_is_span_start() -> None:
     table = spans({"start_time": T0 + dt.timedelta(hours=1), "duration_ns": 10**9})
     out = fluo.load_rules("rules:\n  r:\n    when: span.duration > 1ms\n").evaluate(table)
     assert out["time"].to_list() == [T0 + dt.timedelta(hours=1)]
+
+
+def test_cheap_parts_are_pushed_into_the_scan_and_the_rest_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "spans.parquet"
+    spans({"name": "a", "attrs": {"x": "1"}}, {"name": "b", "attrs": {"x": "2"}}).write_parquet(
+        path
+    )
+    frame = pl.scan_parquet(path)
+    cheap = fluo.load_rules(
+        "rules:\n  r:\n    when: span.name == 'a' and span.attributes.x == '1'\n"
+        "  s:\n    when: span.kind in [CLIENT] or span.duration > 1s\n"
+    )
+    plan = cheap.compile(SpanSchema.of(frame)).span
+    assert plan.prefilter is not None
+    assert "SELECTION" in plan.hits(frame).explain()
+    assert cheap.evaluate(path)["rule"].to_list() == ["r"]
+    costly = fluo.load_rules("rules:\n  r:\n    when: span.attributes.x == '1'\n")
+    assert costly.compile(SpanSchema.of(frame)).span.prefilter is None
