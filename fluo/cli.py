@@ -7,6 +7,7 @@ Exit codes: 0 the run completed (no rule marked `fail` fired), 1 a rule marked
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -20,9 +21,9 @@ from rich.table import Table
 
 from fluo.ast import SEVERITIES
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
-from fluo.output import flat_evidence, format_for, write_signals
+from fluo.output import SignalWriter, as_text, format_for
 from fluo.rules import RuleSet, load_rules
-from fluo.run import RunResult, compile_for, evaluate
+from fluo.run import RunResult, compile_for, evaluate, stream
 
 EXIT_OK, EXIT_FAIL_RULE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -104,16 +105,21 @@ def run(
     try:
         rule_set = _load(rules)
         inputs = [str(s) for s in spans] if spans else [str(bundled("shophub/spans.parquet"))]
-        result = _evaluate(rule_set, inputs)
         chosen = format_for(output, fmt.value if fmt else None)
         if output is not None:
-            write_signals(result.signals, output, chosen)
-        elif chosen != "table":
-            _print_signals(result, chosen)
-        if output is not None or chosen == "table":
-            _report(rule_set, result, limit if output is None else 0)
-            if output is not None:
-                err.print(f"wrote {result.signals.height} signals to {output}", markup=False)
+            with SignalWriter(output, chosen) as write:  # streamed, written atomically
+                result = _evaluate(rule_set, inputs, write)
+            _report(rule_set, result, 0)
+            total = sum(result.counts.values())
+            err.print(f"wrote {total} signals to {output}", markup=False)
+        else:
+            result = _evaluate(rule_set, inputs)
+            if chosen == "table":
+                _report(rule_set, result, limit)
+            elif chosen == "parquet":
+                raise DataError("parquet output needs --output FILE")
+            else:
+                sys.stdout.write(as_text(result.signals, chosen))
     except FluoError as exc:
         raise _fail(exc) from None
     for warning in result.warnings:
@@ -123,27 +129,30 @@ def run(
         raise typer.Exit(EXIT_FAIL_RULE)
 
 
-def _evaluate(rule_set: RuleSet, inputs: list[str]) -> RunResult:
-    if not sys.stderr.isatty():
-        return evaluate(rule_set, inputs)
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("scanning", total=len(inputs))
+def _evaluate(
+    rule_set: RuleSet, inputs: list[str], sink: Callable[[pl.DataFrame], None] | None = None
+) -> RunResult:
+    """Run the rules, with a progress bar when stderr is a terminal; stream to `sink` if given."""
+    bar: Progress | None = None
+    task = None
+    if sys.stderr.isatty():
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        bar = Progress(*columns, console=err, transient=True)
+        task = bar.add_task("scanning", total=None)
 
-        def advance(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, description=f"scanning {Path(label).name}")
+    def advance(done: int, total: int, label: str) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, completed=done, total=total, description=f"{Path(label).name}")
 
-        return evaluate(rule_set, inputs, progress=advance)
+    def run() -> RunResult:
+        if sink is None:
+            return evaluate(rule_set, inputs, progress=advance)
+        return stream(rule_set, inputs, sink, progress=advance)
 
-
-def _print_signals(result: RunResult, fmt: str) -> None:
-    frame = result.signals.with_columns(pl.col("time").dt.to_string("%Y-%m-%dT%H:%M:%S%.9fZ"))
-    if fmt == "jsonl":
-        sys.stdout.write(frame.write_ndjson())
-    elif fmt == "csv":
-        sys.stdout.write(flat_evidence(frame).write_csv())
-    else:
-        raise DataError("parquet output needs --output FILE")
+    if bar is None:
+        return run()
+    with bar:
+        return run()
 
 
 def _report(rule_set: RuleSet, result: RunResult, limit: int) -> None:

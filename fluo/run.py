@@ -46,42 +46,87 @@ class RunResult:
 
 
 def evaluate(rule_set: RuleSet, spans: Spans, *, progress: Progress | None = None) -> RunResult:
-    """Evaluate every enabled rule of `rule_set` over `spans`."""
+    """Evaluate every enabled rule of `rule_set` over `spans`: all signals, in memory."""
+    kept: list[pl.DataFrame] = []
+    result = stream(rule_set, spans, kept.append, chunk_rows=None, progress=progress)
+    signals = pl.concat(kept) if kept else pl.DataFrame(schema=SIGNAL_SCHEMA)
+    return RunResult(signals, result.counts, result.failing, result.seconds, result.warnings)
+
+
+#: Rows per chunk when span-level signals are streamed to a file.
+CHUNK_ROWS = 1_000_000
+
+
+def stream(
+    rule_set: RuleSet,
+    spans: Spans,
+    sink: Callable[[pl.DataFrame], None],
+    *,
+    chunk_rows: int | None = CHUNK_ROWS,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Evaluate `rule_set` over `spans`, handing the signals to `sink` chunk by chunk.
+
+    With span-level rules only, the table is read `chunk_rows` rows at a time, so
+    memory follows the chunk, not the input; each chunk's signals are sorted, and
+    chunks come in table order (time order for canonical, time-sorted files).
+    Trace-level rules need whole traces, so then the table is evaluated at once.
+    The result's `signals` holds the first signal of each rule (a sample).
+    """
     started = time.perf_counter()
-    inputs = _inputs(spans)
-    frames: list[pl.DataFrame] = []
+    label, frame = _input(spans)
+    plan = compile_for(rule_set, frame, label)
     warnings: list[str] = []
-    for index, (label, frame) in enumerate(inputs):
-        if progress:
-            progress(index, len(inputs), label)
-        frames.append(_evaluate_one(rule_set, frame, label, warnings.append))
-    if progress:
-        progress(len(inputs), len(inputs), "done")
-    signals = pl.concat(frames) if frames else pl.DataFrame(schema=SIGNAL_SCHEMA)
-    if len(frames) > 1:
-        signals = signals.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
     counts = {r.name: 0 for r in rule_set.enabled}
-    for name, n in signals.group_by("rule").len().iter_rows():
-        counts[name] = n
+    samples: list[pl.DataFrame] = []
+
+    def take(signals: pl.DataFrame) -> None:
+        for name, n in signals.group_by("rule").len().iter_rows():
+            counts[name] += n
+        samples.append(signals.group_by("rule", maintain_order=True).head(1))
+        sink(signals)
+
+    try:
+        if plan.trace is not None or chunk_rows is None:
+            if progress:
+                progress(0, 1, label)
+            take(execute(plan, frame, warnings.append))
+            if progress:
+                progress(1, 1, label)
+        else:
+            total = frame.select(pl.len()).collect().item()
+            for offset in range(0, max(total, 1), chunk_rows):
+                if progress:
+                    progress(offset, total, label)
+                take(execute(plan, frame.slice(offset, chunk_rows), warnings.append))
+            if progress:
+                progress(total, total, label)
+    except FluoError:
+        raise
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(_first_line(exc), path=label) from None
+    except OSError as exc:
+        raise DataError(str(exc), path=label) from None
     failing = tuple(r.name for r in rule_set.enabled if r.fails_run and counts.get(r.name))
+    sample = pl.concat(samples).unique("rule", keep="first", maintain_order=True)
     seconds = time.perf_counter() - started
-    return RunResult(signals, counts, failing, seconds, tuple(dict.fromkeys(warnings)))
+    return RunResult(sample, counts, failing, seconds, tuple(dict.fromkeys(warnings)))
 
 
-def _inputs(spans: Spans) -> list[tuple[str, pl.LazyFrame]]:
+def _input(spans: Spans) -> tuple[str, pl.LazyFrame]:
     """The span table of a run. Several paths are ONE table (one scan), so that a trace
     spread over several files is whole for trace-level rules."""
     if isinstance(spans, pl.DataFrame):
-        return [("<DataFrame>", spans.lazy())]
+        return "<DataFrame>", spans.lazy()
     if isinstance(spans, pl.LazyFrame):
-        return [("<LazyFrame>", spans)]
+        return "<LazyFrame>", spans
     from fluo.ingest import scan_spans
 
     if isinstance(spans, str | Path):
-        return [(str(spans), scan_spans(spans))]
+        return str(spans), scan_spans(spans)
     paths = list(spans)
     label = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
-    return [(label, scan_spans(paths))]
+    return label, scan_spans(paths)
 
 
 def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> RunPlan:
@@ -98,20 +143,6 @@ def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> RunPlan:
             path=label,
         )
     return rule_set.compile(schema)
-
-
-def _evaluate_one(
-    rule_set: RuleSet, frame: pl.LazyFrame, label: str, warn: structure.Warn
-) -> pl.DataFrame:
-    plan = compile_for(rule_set, frame, label)
-    try:
-        return execute(plan, frame, warn)
-    except FluoError:
-        raise
-    except pl.exceptions.PolarsError as exc:
-        raise DataError(_first_line(exc), path=label) from None
-    except OSError as exc:
-        raise DataError(str(exc), path=label) from None
 
 
 def execute(
