@@ -536,7 +536,8 @@ def anchor_condition(predicate: Expr) -> Expr | None:
 def support(predicate: Expr) -> Expr | None:
     """A span condition without which the trace condition cannot hold, or None.
 
-    `has(P)` needs a P span; `count(P) > n` (n >= 0) too; `and` needs any one of its
+    `has(P)` needs a P span; `count(P) > n` (n >= 0) too; `count(A) != count(B)` an A
+    or a B span, `count(A) > count(B)` an A span; `and` needs any one of its
     parts' support; `or` needs one of each part's. Traces without a supporting span
     can be skipped, and the support names the spans that are the signal's evidence.
     """
@@ -552,6 +553,16 @@ def support(predicate: Expr) -> Expr | None:
         ) if where is not None and not reads_this(where):
             if (op == ">" and n >= 0) or (op in (">=", "==") and n >= 1):
                 return where
+        case ast.Compare(
+            op=op,
+            left=ast.Aggregate(func="count", scope="trace", where=a),
+            right=ast.Aggregate(func="count", scope="trace", where=b),
+        ) if a is not None and b is not None and not (reads_this(a) or reads_this(b)):
+            # count(A) != count(B) needs an A or a B span; > needs an A; < needs a B.
+            if op == "!=":
+                return ast.Or((a, b))
+            if op in (">", "<"):
+                return a if op == ">" else b
         case ast.Sequence(by=None, steps=steps):
             return steps[0]
         case ast.And(operands=ops):

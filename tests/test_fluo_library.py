@@ -638,7 +638,7 @@ CASES: list[Case] = [
                 s("http.request", method="POST"),
                 s("http.response", status=200),
                 s("http.response", status=200),
-                anchor=0,  # no span term names the signal: the root
+                anchor=1,  # the earliest span the rule needs: the first request
             ),
         ),
         near_misses=(
