@@ -509,9 +509,13 @@ def test_structure_problems_are_reported_as_warnings() -> None:
 
 def test_whole_trace_anchors() -> None:
     rows = [
-        S(1, 1, None, "root", 5), S(1, 2, 1, "a", 9), S(1, 3, 1, "a", 7),  # earliest a: span 3
-        S(2, 4, 9, "x", 3), S(2, 5, 9, "y", 1),  # no root: the earliest span
-        S(3, 6, None, "r", 2), S(3, 7, None, "r", 1),  # two roots: the earliest
+        S(1, 1, None, "root", 5),
+        S(1, 2, 1, "a", 9),
+        S(1, 3, 1, "a", 7),  # earliest a: span 3
+        S(2, 4, 9, "x", 3),
+        S(2, 5, 9, "y", 1),  # no root: the earliest span
+        S(3, 6, None, "r", 2),
+        S(3, 7, None, "r", 1),  # two roots: the earliest
     ]
     assert fire('has(span.name == "a")', *rows) == [(1, 3)]
     assert fire("trace.span_count >= 2", *rows) == [(1, 1), (2, 5), (3, 7)]
