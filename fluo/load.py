@@ -105,6 +105,9 @@ def _position(file: str | None, lines: tuple[str, ...], line: int, column: int) 
 
 def _convert(node: yaml.Node, file: str | None, lines: tuple[str, ...], text: str) -> Located:
     pos = _position(file, lines, node.start_mark.line, node.start_mark.column)
+    if isinstance(node, yaml.ScalarNode) and node.end_mark.line == node.start_mark.line:
+        width = max(1, node.end_mark.column - node.start_mark.column)
+        pos = Position(pos.file, pos.line, pos.column, pos.line_text, width)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Located] = {}
         for key_node, value_node in node.value:
