@@ -142,22 +142,24 @@ class TracePlan:
         return [filled.filter(lower_condition(r.predicate, self.ctx)) for r in self.whole_trace]
 
     def anchor_candidates(self, spans: pl.LazyFrame, fired: Sequence[pl.DataFrame]) -> pl.LazyFrame:
-        """ONE scan for the anchors of every whole-trace rule: the spans that may anchor
-        rule i (its support spans, or the roots, in the traces where it fired), with a
-        flag column `__anchor{i}` per rule."""
+        """ONE scan for the anchors of every whole-trace rule: in the traces where some rule
+        fired (one membership test), the spans that may anchor a rule (its support spans,
+        or roots), with a column `__may_anchor{i}` per rule; `anchors` keeps, for rule i,
+        its own traces."""
         ctx = Context(self.schema)
-        flags = []
+        masks = []
         for i, rule in enumerate(self.whole_trace):
-            keys = fired[i].get_column(self.key).implode()
-            flag = pl.col(self.key).is_in(keys)
             support = self.supports.get(rule.name)
             if support is not None:
-                flag = flag & lower_condition(support, ctx)
+                mask = lower_condition(support, ctx)
             elif self.schema.has("parent_span_id"):
-                flag = flag & pl.col("parent_span_id").is_null()
-            flags.append(flag.alias(f"__anchor{i}"))
-        any_flag = functools.reduce(lambda a, b: a | b, flags)
-        return spans.filter(any_flag).select(*self._anchor_fields(), *flags)
+                mask = pl.col("parent_span_id").is_null()
+            else:
+                mask = pl.lit(True)
+            masks.append(mask.alias(f"__may_anchor{i}"))
+        keys = pl.concat([f.get_column(self.key) for f in fired]).unique().implode()
+        wanted = pl.col(self.key).is_in(keys) & functools.reduce(lambda a, b: a | b, masks)
+        return spans.filter(wanted).select(*self._anchor_fields(), *masks)
 
     def _anchor_fields(self) -> list[pl.Expr]:
         """The columns a whole-trace signal reports about its anchor span."""
@@ -182,7 +184,8 @@ class TracePlan:
         support = self.supports.get(self.whole_trace[i].name)
         limit = EVIDENCE_LIMIT if support is not None else 1
         order = [c for c in (self.key, "start_time", "span_id") if c in candidates.columns]
-        rows = candidates.filter(pl.col(f"__anchor{i}")).sort(order)
+        rows = candidates.filter(pl.col(f"__may_anchor{i}"))
+        rows = rows.join(fired.select(self.key), on=self.key, how="semi").sort(order)
         rootless = fired.join(rows.select(self.key), on=self.key, how="anti")
         if rootless.height:  # traces without a root: their earliest span
             extra = spans.join(rootless.select(self.key).lazy(), on=self.key, how="semi")

@@ -6,6 +6,7 @@ table, read by one scan (plus a grouped scan when there are trace-level rules).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import polars as pl
 
 from fluo import ast, structure
 from fluo.check import referenced_columns
-from fluo.compile import SIGNAL_SCHEMA
+from fluo.compile import SIGNAL_SCHEMA, Context, lower_condition
 from fluo.compile_pattern import PatternPlan
 from fluo.compile_trace import TracePlan, sequence_matches
 from fluo.errors import DataError, FluoError
@@ -170,7 +171,7 @@ def execute(
         for i, agg in enumerate(trace.correlated):
             jobs[f"correlated{i}"] = trace.correlated_table(frame, agg)
         if trace.structural:
-            jobs["structure"] = frame.select(_structure_columns(trace))
+            jobs["structure"] = _structure_frame(frame, trace)
         for i, seq in enumerate(trace.sequences):
             jobs[f"sequence{i}"] = trace.sequence_table(frame, seq)
         for i, rule in enumerate(trace.sequence_rules):
@@ -229,6 +230,19 @@ def execute(
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     signals = pl.concat([f.select(list(SIGNAL_SCHEMA)) for f in frames], how="vertical_relaxed")
     return signals.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
+
+
+def _structure_frame(frame: pl.LazyFrame, trace: TracePlan) -> pl.LazyFrame:
+    """The spans the structure walks need: only the traces that contain a span some
+    relation aggregate looks for (in the others, every such aggregate is empty)."""
+    columns = _structure_columns(trace)
+    wheres = [agg.where for agg in trace.structural]
+    if any(w is None for w in wheres):
+        return frame.select(columns)
+    ctx = Context(trace.schema)
+    wanted = functools.reduce(lambda a, b: a | b, (lower_condition(w, ctx) for w in wheres if w))
+    traces = frame.filter(wanted).select(trace.key).unique()
+    return frame.join(traces, on=trace.key, how="semi").select(columns)
 
 
 def _structure_columns(trace: TracePlan) -> list[str]:
