@@ -1,7 +1,7 @@
-"""Read span inputs (Parquet, Arrow IPC, OTLP JSON) into the canonical span table.
+"""Read span inputs (Parquet, Arrow IPC, OTLP/Jaeger/Zipkin JSON) into the canonical table.
 
 `scan_spans` is the one entry point. Parquet and IPC stay lazy (projection and predicate
-pushdown reach the scan); OTLP JSON is parsed eagerly and handed over as a lazy frame.
+pushdown reach the scan); JSON is parsed eagerly and handed over as a lazy frame.
 See docs/ingest.md.
 """
 
@@ -13,9 +13,26 @@ from pathlib import Path
 import polars as pl
 
 from fluo.errors import DataError
-from fluo.ingest.detect import OTLP_JSON, SpanFile, check_format, expand_inputs, hive_columns
+from fluo.ingest.detect import (
+    JAEGER_JSON,
+    JSON_FORMATS,
+    OTLP_JSON,
+    ZIPKIN_JSON,
+    SpanFile,
+    check_format,
+    expand_inputs,
+    hive_columns,
+)
+from fluo.ingest.jaeger import read_jaeger_json
 from fluo.ingest.otlp_json import read_otlp_json
 from fluo.ingest.parquet import scan_columnar
+from fluo.ingest.zipkin import read_zipkin_json
+
+_JSON_READERS = {
+    OTLP_JSON: read_otlp_json,
+    JAEGER_JSON: read_jaeger_json,
+    ZIPKIN_JSON: read_zipkin_json,
+}
 
 __all__ = ["scan_spans"]
 
@@ -25,17 +42,18 @@ def scan_spans(
 ) -> pl.LazyFrame:
     """A lazy canonical span table over one or more files, directories or globs.
 
-    `format` forces "parquet", "ipc" or "otlp-json" for every input; by default each file's
-    format is told from its first bytes and its suffix. Raises DataError (naming the file,
+    `format` forces "parquet", "ipc", "otlp-json", "jaeger-json" or "zipkin-json" for every
+    input; by default each file's format is told from its first bytes, its suffix and, for
+    JSON, the keys at its start. Raises DataError (naming the file,
     and the line for JSON) for anything that cannot be read.
     """
     files = expand_inputs(paths, check_format(format))
-    columnar = [f for f in files if f.format != OTLP_JSON]
-    json_files = [f for f in files if f.format == OTLP_JSON]
+    columnar = [f for f in files if f.format not in JSON_FORMATS]
+    json_files = [f for f in files if f.format in JSON_FORMATS]
     frames = scan_columnar(columnar) if columnar else []
     if json_files:
         parsed = _read_json_files(json_files)
-        if files[0].format == OTLP_JSON:
+        if files[0].format in JSON_FORMATS:
             frames.insert(0, parsed)
         else:
             frames.append(parsed)
@@ -52,11 +70,11 @@ def scan_spans(
 
 
 def _read_json_files(files: Sequence[SpanFile]) -> pl.LazyFrame:
-    """One lazy frame over every OTLP JSON file (parsed now), with its Hive columns."""
+    """One lazy frame over every JSON file (parsed now), with its Hive columns."""
     hive = hive_columns(files)
     frames = []
     for i, span_file in enumerate(files):
-        frame = read_otlp_json(span_file.path)
+        frame = _JSON_READERS[span_file.format](span_file.path)
         if hive:
             frame = frame.with_columns(
                 pl.lit(values[i], dtype=dtype).alias(key)

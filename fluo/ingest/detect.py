@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import glob as globlib
+import gzip
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,21 @@ from fluo.schema import CANONICAL_COLUMNS
 PARQUET = "parquet"
 IPC = "ipc"
 OTLP_JSON = "otlp-json"
-FORMATS = (PARQUET, IPC, OTLP_JSON)
+JAEGER_JSON = "jaeger-json"
+ZIPKIN_JSON = "zipkin-json"
+FORMATS = (PARQUET, IPC, OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON)
+#: The JSON formats, parsed eagerly; a JSON file's format is told by its content.
+JSON_FORMATS = (OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON)
+_ALIASES = {
+    "arrow": IPC,
+    "feather": IPC,
+    "otlp": OTLP_JSON,
+    "json": OTLP_JSON,
+    "jaeger": JAEGER_JSON,
+    "zipkin": ZIPKIN_JSON,
+    "zipkin-v2": ZIPKIN_JSON,
+    "zipkin-v2-json": ZIPKIN_JSON,
+}
 
 _SUFFIXES = {
     ".parquet": PARQUET,
@@ -62,11 +78,11 @@ class SpanFile:
 
 
 def check_format(format: str | None) -> str | None:
-    """Validate a forced format name ("otlp_json" and "feather" are accepted spellings)."""
+    """Validate a forced format name ("otlp_json", "feather", "zipkin" are accepted spellings)."""
     if format is None:
         return None
     name = format.strip().lower().replace("_", "-")
-    name = {"arrow": IPC, "feather": IPC, "otlp": OTLP_JSON, "json": OTLP_JSON}.get(name, name)
+    name = _ALIASES.get(name, name)
     if name not in FORMATS:
         raise DataError(f"unknown span format '{format}'; expected one of {', '.join(FORMATS)}")
     return name
@@ -94,6 +110,76 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+_SNIFF_BYTES = 1 << 16
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:]')
+_JAEGER_SPAN_KEYS = {"traceID", "spanID", "operationName", "processID", "references"}
+_ZIPKIN_SPAN_KEYS = {"localEndpoint", "remoteEndpoint", "timestamp", "parentId", "shared"}
+
+
+def _json_keys(text: bytes) -> tuple[bytes, dict[int, set[str]]]:
+    """The first bracket of a JSON prefix and the object keys seen at each nesting depth."""
+    depth_keys: dict[int, set[str]] = {}
+    stack: list[bytes] = []
+    previous = b""
+    first = b""
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in (b"{", b"["):
+            first = first or token
+            stack.append(token)
+        elif token in (b"}", b"]"):
+            if stack:
+                stack.pop()
+        elif token == b":" and previous.startswith(b'"') and stack and stack[-1] == b"{":
+            key = previous[1:-1].decode("utf-8", "replace")
+            depth_keys.setdefault(len(stack), set()).add(key)
+        previous = token
+    return first, depth_keys
+
+
+def json_format(text: bytes) -> str | None:
+    """The JSON span format that the first bytes of a document show, or None.
+
+    OTLP: an object with resourceSpans (or Jaeger's {"result": ...} wrapper). Jaeger:
+    an object with data/spans/processes whose spans have traceID, or a list of such
+    spans. Zipkin v2: a list (or a list of lists) of objects with traceId and id plus
+    localEndpoint, timestamp, ... Keys are read from the prefix only, by depth.
+    """
+    first, keys = _json_keys(text)
+    top = keys.get(1, set())
+    if first == b"{":
+        if "resourceSpans" in top or "result" in top:
+            return OTLP_JSON
+        inner = keys.get(2, set()) | keys.get(3, set()) | keys.get(4, set())
+        if ("spans" in top and ("processes" in top or "traceID" in top)) or (
+            "data" in top and inner & (_JAEGER_SPAN_KEYS | {"spans", "processes"})
+        ):
+            return JAEGER_JSON
+        return None
+    if first == b"[":
+        for depth in (2, 3):  # [{span}] or [[{span}]]
+            found = keys.get(depth, set())
+            if found & _JAEGER_SPAN_KEYS or ("spans" in found and "processes" in found):
+                return JAEGER_JSON
+            if "traceId" in found and "id" in found and found & _ZIPKIN_SPAN_KEYS:
+                return ZIPKIN_JSON
+    return None
+
+
+def sniff_json(path: str) -> str:
+    """The format of a JSON span file (gzipped or not) from its first 64 KiB; OTLP if unsure."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+            if head.startswith(GZIP_MAGIC):
+                f.seek(0)
+                with gzip.GzipFile(fileobj=f) as z:
+                    head = z.read(_SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error):
+        return OTLP_JSON  # the reader reports the damage
+    return json_format(head) or OTLP_JSON
+
+
 def format_from_suffix(path: str) -> str | None:
     """The format that a file name suggests (``.json.gz`` counts as ``.json``)."""
     name = path.lower()
@@ -111,19 +197,23 @@ def detect_format(path: str, head: bytes | None = None) -> str:
         raise DataError("empty file", path=path)
     found = sniff(head)
     if found:
-        return found
+        return sniff_json(path) if found == OTLP_JSON else found
     if head.startswith(_ZSTD_MAGIC):
         raise DataError("zstd-compressed input is not supported; decompress it first", path=path)
     if head.startswith(_FEATHER_V1_MAGIC):
         raise DataError("Feather v1 files are not supported; rewrite as Feather v2/IPC", path=path)
     found = format_from_suffix(path)
     if found:
-        return found
+        return sniff_json(path) if found == OTLP_JSON else found
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"{"):
-        return OTLP_JSON
+        return sniff_json(path)
+    if text.startswith(b"["):
+        in_list = sniff_json(path)
+        if in_list != OTLP_JSON:
+            return in_list
     raise DataError(
-        "cannot tell the format of this file (not Parquet, Arrow IPC or OTLP JSON); "
+        "cannot tell the format of this file (not Parquet, Arrow IPC or span JSON); "
         "pass format= to force one",
         path=path,
     )
