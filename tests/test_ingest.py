@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import gzip
+import hashlib
 import json
 import os
 from pathlib import Path
