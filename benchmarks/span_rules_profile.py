@@ -11,11 +11,12 @@ are printed too. Uses the dataset cached by span_rules.py (generating it if need
    evaluate the rule (fluo's own compiled expression), and the difference (the rule's
    own evaluation cost; a shared column such as the attribute map is decoded once in
    the fused plan, so the decode column is not additive, the rule column nearly is).
-2. Plan shapes, all with fluo's compiled rule expressions (`RuleSet.compile(...).flags`):
-   fluo's span plan `hits` as it is (any-rule filter pushed into the Parquet scan, flags
-   recomputed on the hits), the same without predicate pushdown, the flags computed
-   once in a select and filtered after (only the signal columns kept), building the
-   signals from the hits, and the whole `evaluate`.
+2. Plan shapes, all with fluo's compiled rule expressions (`RuleSet.compile(...).span`):
+   fluo's span plan `hits` as it is, the same without predicate pushdown, the flags
+   computed once in a select and filtered after (no prefilter; only the signal and
+   message columns kept), the OR of the whole rules pushed into the scan (the plan
+   shape fluo had before 5d0f999: every rule evaluated twice), building the signals
+   from the hits, and the whole `evaluate`.
 3. fluo's plan, as `explain()` prints it (to the JSON file).
 """
 
@@ -103,29 +104,35 @@ def main() -> None:
     any_rule = functools.reduce(lambda a, b: a | b, plan.flags)
     signal_columns = [c for c in span_rules.SIGNAL_COLUMNS if c in schema.columns]
     message_columns = sorted({c for r in checked.values() for c in r.columns} - {"span_attributes"})
-    keep = list(dict.fromkeys(signal_columns + message_columns))
+    keep = list(getattr(plan, "kept", dict.fromkeys(signal_columns + message_columns)))
     no_pushdown = pl.QueryOptFlags(predicate_pushdown=False)
     hits = plan.hits(scan_spans(p)).collect(engine="streaming")
     shapes: dict[str, Callable[[], object]] = {
         "bare scan of the plan's columns (decode only)": drain(
             pl.scan_parquet(p).select(plan.columns)
         ),
-        "fluo Plan.hits (any-rule filter pushed into the scan, flags on hits)": lambda: plan.hits(
-            scan_spans(p)
-        ).collect(engine="streaming"),
-        "fluo Plan.hits, predicate pushdown off": lambda: plan.hits(scan_spans(p)).collect(
+        "fluo SpanPlan.hits, as compiled": lambda: plan.hits(scan_spans(p)).collect(
+            engine="streaming"
+        ),
+        "fluo SpanPlan.hits, predicate pushdown off": lambda: plan.hits(scan_spans(p)).collect(
             engine="streaming", optimizations=no_pushdown
         ),
-        "fluo flags in one select, then filter any (no map column kept)": lambda: (
+        "flags in one select, filter any, no prefilter": lambda: (
             scan_spans(p)
             .select(*keep, *flags)
             .filter(pl.any_horizontal(names))
             .collect(engine="streaming")
         ),
-        "the any-rule predicate alone, pushed into the scan (count)": lambda: (
-            scan_spans(p).filter(any_rule).select(pl.len()).collect(engine="streaming")
+        "OR of the whole rules pushed into the scan, flags again on the hits (old shape)": (
+            lambda: (
+                scan_spans(p)
+                .select(plan.columns)
+                .filter(any_rule)
+                .with_columns(flags)
+                .collect(engine="streaming")
+            )
         ),
-        "fluo Plan.signals(hits) (messages, long form, sort)": lambda: plan.signals(hits),
+        "fluo SpanPlan.signals(hits) (messages, long form)": lambda: plan.signals(hits),
         "fluo evaluate (all of it)": lambda: rule_set.evaluate(p),
     }
     print(f"\n2. plan shapes (median of {args.reps}; hits: {hits.height:,} rows, "

@@ -14,12 +14,12 @@ once, as fluo's ingest does for hot keys:
 
 Distributions (per span): ~66 span names with Zipf-like popularity over 15 services;
 geometric trace sizes (mean 10 spans, random recursive parent tree); lognormal
-durations (median 20 ms, roots 8x longer); ~2% ERROR status; ~52% HTTP spans with a
-high-cardinality `http.url` (~50% of spans) (ids up to 10^6), `http.method`, `http.status_code`;
-~20% database/cache calls with `db.system`; `net.peer.name` on ~95% of client spans;
-`customer.tier` on ~85% of spans.
+durations (median 20 ms, roots 8x longer); ~2.8% ERROR status; ~61% HTTP spans with
+`http.method`, `http.status_code` and (~50% of all spans) a high-cardinality `http.url`
+(ids up to 10^6); ~20% database/cache calls with `db.system`; `net.peer.name` on ~95%
+of client spans; `customer.tier` on ~85% of spans.
 
-    python benchmarks/spangen.py --spans 1000000 --out benchmarks/data/spans_1m.parquet
+    python benchmarks/spangen.py --spans 1000000   # -> benchmarks/data/spans_1000000_s7.parquet
 """
 
 from __future__ import annotations
