@@ -369,10 +369,12 @@ def lower_arith(node: ast.Arith, ctx: Context) -> pl.Expr:
         return left - right
     if node.op == "*":
         return left * right
-    safe = pl.when(right != 0)
+    # x / 0 and x % 0 are null. (`when(right != 0).then(..)` is shorter, but Polars 2.1
+    # returns a single row for it when the mask is all false.)
+    nonzero = right.replace(0, None)
     if node.op == "/":
-        return safe.then(left.cast(pl.Float64) / right)
-    return safe.then(left % right)
+        return left.cast(pl.Float64) / nonzero
+    return left % nonzero
 
 
 @lower.register
