@@ -26,7 +26,7 @@ from fluo.ingest.normalize import (
     normalize_kind,
     normalize_status,
 )
-from fluo.ingest.otlp_json import iter_documents, load_bytes
+from fluo.ingest.otlp_json import iter_documents, load_bytes, structure_reason
 from fluo.schema import CANONICAL_COLUMNS
 
 #: Tags that become canonical columns (or are dropped) rather than span attributes.
@@ -96,15 +96,6 @@ def require_id(value: Any, field: str, where: str) -> str:
         shown = "missing" if value is None else f"invalid ({value!r})"
         raise DataError(f"span {where}: {field} is {shown}")
     return value
-
-
-def reason(exc: Exception) -> str:
-    """A short reason for a malformed-structure exception raised while walking the JSON."""
-    if isinstance(exc, KeyError):
-        return f"missing {exc}"
-    if isinstance(exc, AttributeError) and "'get'" in str(exc):
-        return "expected an object, found " + str(exc).split("'")[1]
-    return str(exc)
 
 
 class RawSpans:
@@ -248,7 +239,7 @@ def _add_document(spans: RawSpans, doc: Any, line: int) -> None:
         raise
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise DataError(
-            f"malformed Jaeger JSON at {where or 'the span list'}: {reason(exc)}",
+            f"malformed Jaeger JSON at {where or 'the span list'}: {structure_reason(exc)}",
             path=spans.path,
             record=line,
         ) from None

@@ -205,7 +205,7 @@ def _text_or_none(value: Any, what: str) -> str | None:
     return value
 
 
-def _reason(exc: Exception) -> str:
+def structure_reason(exc: Exception) -> str:
     """A short reason for a malformed-structure exception raised while walking the JSON."""
     if isinstance(exc, KeyError):
         return f"missing {exc}"
@@ -265,7 +265,9 @@ class SpanBuilder:
             raise
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise DataError(
-                f"malformed TracesData at {where}: {_reason(exc)}", path=self.path, record=line
+                f"malformed TracesData at {where}: {structure_reason(exc)}",
+                path=self.path,
+                record=line,
             ) from None
 
     def _add_spans(self, spans: Any, where: str) -> None:
@@ -327,7 +329,7 @@ class SpanBuilder:
         except DataError:
             raise
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"span {k}: {_reason(exc)}") from None
+            raise ValueError(f"span {k}: {structure_reason(exc)}") from None
 
     @staticmethod
     def _add_attributes(attributes: Any, column: MapColumn) -> None:

@@ -26,13 +26,12 @@ from fluo.ingest.jaeger import (
     RawSpans,
     canonical_hex,
     micros,
-    reason,
     require_id,
     span_times,
     text_or_none,
 )
 from fluo.ingest.normalize import SPAN_ID_HEX, TRACE_ID_HEX, format_double, normalize_status
-from fluo.ingest.otlp_json import iter_documents, load_bytes
+from fluo.ingest.otlp_json import iter_documents, load_bytes, structure_reason
 
 _KINDS = {"CLIENT", "SERVER", "PRODUCER", "CONSUMER"}
 _SHARED_MARKER = ":zipkin-shared-server"
@@ -95,7 +94,7 @@ def _add_document(spans: RawSpans, doc: Any, line: int) -> None:
         raise DataError(exc.message, path=spans.path, record=line) from None
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise DataError(
-            f"malformed Zipkin span {where}: {reason(exc)}", path=spans.path, record=line
+            f"malformed Zipkin span {where}: {structure_reason(exc)}", path=spans.path, record=line
         ) from None
 
 
