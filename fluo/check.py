@@ -10,7 +10,7 @@ with its position; nothing is guessed at run time.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -985,8 +985,3 @@ def _arith_type(op: str, left: Type | None, right: Type | None) -> Type | None:
     if left is None or right is None:
         return None
     return _ARITH_RULES.get((op, left, right))
-
-
-def describe_types() -> Sequence[str]:
-    """The arithmetic rules, one line each (for docs and `fluo explain`)."""
-    return [f"{a.value} {op} {b.value} -> {r.value}" for (op, a, b), r in _ARITH_RULES.items()]
