@@ -604,6 +604,9 @@ class _Checker:
         items: list[Expr] = []
         compared = value
         for item in node.items.items:
+            if isinstance(item, ast.Null):
+                self.fail("a list cannot hold null", item, hint="test it apart: x == null")
+                return node, _ERROR
             resolved, it = self._operand(item)
             compared, item2, kind = self._comparable(value, vt, resolved, it, item)
             if kind is _ERROR:
@@ -617,6 +620,10 @@ class _Checker:
         return ast.In(value, listed, node.negated, pos=node.pos), Type.BOOL
 
     def _between(self, node: ast.Between) -> tuple[Expr, Type | None]:
+        for bound in (node.low, node.high):
+            if isinstance(bound, ast.Null):
+                self.fail("'between' needs two values, not null", bound)
+                return node, _ERROR
         value, vt = self.resolve(node.value)
         low, lot = self._operand(node.low)
         high, hit = self._operand(node.high)
@@ -937,7 +944,18 @@ class _Checker:
                 self.fail(f"'{node.func}' cannot convert a {_name(first)}", node)
                 return node, _ERROR
             return ast.Cast(args[0], node.func, pos=node.pos), Type(node.func)
-        # coalesce: all arguments of one type
+        # coalesce: all arguments of one type; numbers (and attribute text) mix as floats
+        present = [k for k in kinds if k != Type.NULL]
+        numeric = (Type.INT, Type.FLOAT, Type.TEXT)
+        if any(k in (Type.INT, Type.FLOAT) for k in present) and all(k in numeric for k in present):
+            number = Type.INT if all(k == Type.INT for k in present) else Type.FLOAT
+            args = tuple(
+                ast.Cast(a, Type.FLOAT.value, pos=a.pos)
+                if number == Type.FLOAT and k in (Type.INT, Type.TEXT)
+                else a
+                for a, k in zip(args, kinds, strict=True)
+            )
+            return ast.Call("coalesce", args, pos=node.pos), number
         target = next((k for k in kinds if k not in (Type.NULL, Type.TEXT)), first)
         coerced = [self._coerce(a, k, target, node) for a, k in zip(args, kinds, strict=True)]
         if any(k not in (target, Type.NULL) for _, k in coerced):

@@ -145,7 +145,11 @@ def lower_cast(node: ast.Cast, ctx: Context) -> pl.Expr:
     """Conversions that never fail: a value that does not convert becomes null."""
     value = lower(node.operand, ctx)
     if node.to == "float":
-        return value.cast(pl.Float64, strict=False)
+        number = value.cast(pl.Float64, strict=False)
+        if ctx.dtype_of(value) == pl.String:
+            # Text such as "nan" or "inf" parses as a float but is not a number.
+            return pl.when(number.is_finite()).then(number)
+        return number
     if node.to == "int":
         as_int = value.cast(pl.Int64, strict=False)
         return pl.coalesce(
@@ -196,7 +200,7 @@ def lower_in(node: ast.In, ctx: Context) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         values = pl.Series(literals, dtype=pl.Int64).cast(dtype)
     else:
-        values = pl.Series(literals, dtype=dtype if literals else pl.String)
+        values = pl.Series(literals, dtype=dtype)
     result = value.is_in(values.implode()).fill_null(False)
     return ~result & value.is_not_null() if node.negated else result
 

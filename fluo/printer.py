@@ -8,8 +8,6 @@ Polars' own repr, which changes between releases.
 
 from __future__ import annotations
 
-import json
-
 from fluo import ast
 from fluo.ast import Expr
 from fluo.check import CheckedRule
@@ -24,8 +22,12 @@ def unparse(node: Expr) -> str:
     return _unparse(node)[0]
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"})
+
+
 def _quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    """A string literal the fluo lexer reads back as `text` (it knows these escapes only)."""
+    return '"' + text.translate(_ESCAPES) + '"'
 
 
 def _format_duration(nanos: int) -> str:

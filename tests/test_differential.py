@@ -1323,39 +1323,26 @@ def test_rule_expression_keeps_the_table_height() -> None:
     assert flags["r"].to_list() == [False, False, False]
 
 
-# --- fluo disagrees with the spec: strict xfails until fixed --------------------------------
+# --- cases the differential tests found in fluo (fixed; kept as regression tests) --------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="map text 'nan' is read as a number, and NaN compares greater than 1"
-)
 @pytest.mark.parametrize("text", ["nan", "NaN"])
 def test_nan_text_is_not_a_number(text: str) -> None:
     span = one_row({"x": text})
     assert not holds(f"{X} > 1", span) and not holds(f"{X} < 1", span)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="null is allowed only with == and !=, but the checker accepts it in a list "
-    "(then the compiler raises CompileError) and as a bound of between",
-)
 @pytest.mark.parametrize("when", [f"{X} in [1, null]", f"{X} between null and 5"])
 def test_null_outside_equality_is_a_check_error(when: str) -> None:
     assert rejected(when, one_row({"x": "1"}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`x in []` builds an empty String list: Polars raises for a number value",
-)
 @pytest.mark.parametrize("when", ["span.durationMs in []", "span.attributes.n not in []"])
 def test_empty_list_of_a_number_type(when: str) -> None:
     span = one_row(promoted={"n": (pl.Int64(), 1)})
     assert holds(when, span) is when.endswith("not in []")
 
 
-@pytest.mark.xfail(strict=True, reason="coalesce() rejects an int literal next to a float or text")
 @pytest.mark.parametrize(
     "when",
     [

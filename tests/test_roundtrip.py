@@ -297,11 +297,6 @@ def test_keywords_are_not_generated_as_names() -> None:
     assert not KEYWORDS & set(NAMES + FUNCTIONS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unparse quotes strings with json.dumps: \\r, \\b, \\f and \\u00XX escapes "
-    "are not fluo escapes, so the text no longer parses to the same string",
-)
 @pytest.mark.parametrize("text", ["a\rb", "a\x01b", "a\bb", "a\fb", "a\x1bb"])
 def test_control_characters_roundtrip(text: str) -> None:
     for tree in (ast.Str(text), ast.Exists(ast.Attribute("span", text))):
