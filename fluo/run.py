@@ -159,77 +159,92 @@ def execute(
     jobs: dict[str, pl.LazyFrame] = {}
     if plan.span.rules:
         jobs["span"] = plan.span.hits(frame)
-    trace = plan.trace
-    if trace is not None:
-        if trace.anchored or trace.whole_trace or trace.per_trace:
-            jobs["table"] = trace.trace_table(frame)
-        anchor_filter = trace.anchor_filter()
-        if anchor_filter is not None:
-            jobs["anchors"] = frame.filter(anchor_filter).select(trace.anchor_columns())
-        if (parents := trace.parent_table(frame)) is not None:
-            jobs["parents"] = parents
-        for i, agg in enumerate(trace.correlated):
-            jobs[f"correlated{i}"] = trace.correlated_table(frame, agg)
-        if trace.structural:
-            jobs["structure"] = _structure_frame(frame, trace)
-        for i, seq in enumerate(trace.sequences):
-            jobs[f"sequence{i}"] = trace.sequence_table(frame, seq)
-        for i, rule in enumerate(trace.sequence_rules):
-            assert isinstance(rule.predicate, ast.Sequence)
-            jobs[f"matches{i}"] = sequence_matches(frame, rule.predicate, trace.schema, trace.key)
-        patterns = [PatternPlan(rule, trace) for rule in trace.pattern_rules]
-        for i, pattern in enumerate(patterns):
-            for name, condition in pattern.pattern.bindings:
-                jobs[f"pattern{i}.{name}"] = pattern.candidates(frame, name, condition)
-        if any(p.descendants() for p in patterns):
-            jobs["links"] = frame.select(trace.key, "span_id", "parent_span_id")
+    if plan.trace is not None:
+        jobs |= _trace_jobs(plan.trace, frame)
     done = dict(zip(jobs, pl.collect_all(list(jobs.values()), engine="streaming"), strict=True))
     frames: list[pl.DataFrame] = []
     if "span" in done:
         frames.append(plan.span.signals(done["span"]))
-    if trace is not None:
-        sequences = [done[f"sequence{i}"] for i in range(len(trace.sequences))]
-        table = None
-        if "table" in done:
-            table = trace.with_sequences(done["table"], sequences)
-            fired = trace.fired(table)
-            if any(f.height for f in fired):
-                anchor_rows = trace.anchor_candidates(frame, fired).collect(engine="streaming")
-                found = [trace.anchors(anchor_rows, i, f, frame) for i, f in enumerate(fired)]
-                frames += trace.trace_signals(fired, found)
-        if "anchors" in done:
-            anchors = trace.with_sequences(done["anchors"], sequences)
-            structural: list[pl.DataFrame] = []
-            if "structure" in done:
-                linked = structure.links(done["structure"], trace.key, warn)
-                structural = [
-                    structure.relation_table(done["structure"], agg, trace, linked, warn)
-                    for agg in trace.structural
-                ]
-            joined = trace.join_terms(
-                anchors,
-                table,
-                done.get("parents"),
-                [done[f"correlated{i}"] for i in range(len(trace.correlated))],
-                structural,
-            )
-            frames += trace.anchored_signals(joined)
-        frames += trace.sequence_signals(
-            [done[f"matches{i}"] for i in range(len(trace.sequence_rules))]
-        )
-        for i, pattern in enumerate(patterns):
-            bound = {n: done[f"pattern{i}.{n}"] for n in pattern.pattern.names}
-            ancestors = {
-                n: structure.ancestor_lists(bound[n], done["links"], trace.key, n, warn)
-                for n in pattern.descendants()
-            }
-            joined = pattern.join(bound, ancestors, done.get("table"))
-            frames.append(pattern.signals(joined))
+    if plan.trace is not None:
+        frames += _trace_signals(plan.trace, done, frame, warn)
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     signals = pl.concat([f.select(list(SIGNAL_SCHEMA)) for f in frames], how="vertical_relaxed")
     return signals.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
+
+
+def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
+    """The lazy plans the trace-level rules need, by name (collected with the span plan)."""
+    jobs: dict[str, pl.LazyFrame] = {}
+    if trace.anchored or trace.whole_trace or trace.per_trace:
+        jobs["table"] = trace.trace_table(frame)
+    anchor_filter = trace.anchor_filter()
+    if anchor_filter is not None:
+        jobs["anchors"] = frame.filter(anchor_filter).select(trace.anchor_columns())
+    if (parents := trace.parent_table(frame)) is not None:
+        jobs["parents"] = parents
+    for i, agg in enumerate(trace.correlated):
+        jobs[f"correlated{i}"] = trace.correlated_table(frame, agg)
+    if trace.structural:
+        jobs["structure"] = _structure_frame(frame, trace)
+    for i, seq in enumerate(trace.sequences):
+        jobs[f"sequence{i}"] = trace.sequence_table(frame, seq)
+    for i, rule in enumerate(trace.sequence_rules):
+        assert isinstance(rule.predicate, ast.Sequence)
+        jobs[f"matches{i}"] = sequence_matches(frame, rule.predicate, trace.schema, trace.key)
+    patterns = [PatternPlan(rule, trace) for rule in trace.pattern_rules]
+    for i, pattern in enumerate(patterns):
+        for name, condition in pattern.pattern.bindings:
+            jobs[f"pattern{i}.{name}"] = pattern.candidates(frame, name, condition)
+    if any(p.descendants() for p in patterns):
+        jobs["links"] = frame.select(trace.key, "span_id", "parent_span_id")
+    return jobs
+
+
+def _trace_signals(
+    trace: TracePlan, done: dict[str, pl.DataFrame], frame: pl.LazyFrame, warn: structure.Warn
+) -> list[pl.DataFrame]:
+    """The signals of the trace-level rules, from the collected results of `_trace_jobs`."""
+    frames: list[pl.DataFrame] = []
+    sequences = [done[f"sequence{i}"] for i in range(len(trace.sequences))]
+    table = None
+    if "table" in done:
+        table = trace.with_sequences(done["table"], sequences)
+        fired = trace.fired(table)
+        if any(f.height for f in fired):
+            anchor_rows = trace.anchor_candidates(frame, fired).collect(engine="streaming")
+            found = [trace.anchors(anchor_rows, i, f, frame) for i, f in enumerate(fired)]
+            frames += trace.trace_signals(fired, found)
+    if "anchors" in done:
+        anchors = trace.with_sequences(done["anchors"], sequences)
+        structural: list[pl.DataFrame] = []
+        if "structure" in done:
+            linked = structure.links(done["structure"], trace.key, warn)
+            structural = [
+                structure.relation_table(done["structure"], agg, trace, linked, warn)
+                for agg in trace.structural
+            ]
+        joined = trace.join_terms(
+            anchors,
+            table,
+            done.get("parents"),
+            [done[f"correlated{i}"] for i in range(len(trace.correlated))],
+            structural,
+        )
+        frames += trace.anchored_signals(joined)
+    frames += trace.sequence_signals(
+        [done[f"matches{i}"] for i in range(len(trace.sequence_rules))]
+    )
+    for i, rule in enumerate(trace.pattern_rules):
+        pattern = PatternPlan(rule, trace)
+        bound = {n: done[f"pattern{i}.{n}"] for n in pattern.pattern.names}
+        ancestors = {
+            n: structure.ancestor_lists(bound[n], done["links"], trace.key, n, warn)
+            for n in pattern.descendants()
+        }
+        frames.append(pattern.signals(pattern.join(bound, ancestors, done.get("table"))))
+    return frames
 
 
 def _structure_frame(frame: pl.LazyFrame, trace: TracePlan) -> pl.LazyFrame:
