@@ -2,7 +2,8 @@
 
 One row per span. Readers (fluo.ingest) turn every export format into this table;
 the checker resolves rule fields against it; the compiler reads its columns.
-See docs/schema.md for the meaning, units and normalisation of each column.
+The README ("The span table") and docs/ingest.md give the meaning, units and
+normalisation of each column.
 """
 
 from __future__ import annotations
