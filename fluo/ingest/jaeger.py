@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import polars as pl
@@ -164,17 +164,26 @@ class RawSpans:
 
 def read_jaeger_json(path: str) -> pl.DataFrame:
     """Read one Jaeger JSON file (any container shape, gzipped or not) into canonical rows."""
+    return collect_spans(path, _add_document).finish()
+
+
+def collect_spans(path: str, add: Callable[[RawSpans, Any, int], None]) -> RawSpans:
+    """Every JSON document of a file, given to `add` with its line number, into RawSpans.
+
+    Garbage collection is paused meanwhile: building millions of small objects
+    otherwise triggers it over and over for nothing.
+    """
     data = load_bytes(path)
     spans = RawSpans(path)
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for line, doc in iter_documents(data, path):
-            _add_document(spans, doc, line)
+            add(spans, doc, line)
     finally:
         if was_enabled:
             gc.enable()
-    return spans.finish()
+    return spans
 
 
 def _traces(doc: Any, path: str, line: int) -> Iterator[tuple[str, Any, Any, str | None]]:

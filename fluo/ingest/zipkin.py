@@ -12,7 +12,6 @@ half (as Jaeger's span-id deduper does), unless they run in the client's own ser
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import math
@@ -25,13 +24,14 @@ from fluo.ingest.jaeger import (
     SCOPE_TAGS,
     RawSpans,
     canonical_hex,
+    collect_spans,
     micros,
     require_id,
     span_times,
     text_or_none,
 )
 from fluo.ingest.normalize import SPAN_ID_HEX, TRACE_ID_HEX, format_double, normalize_status
-from fluo.ingest.otlp_json import iter_documents, load_bytes, structure_reason
+from fluo.ingest.otlp_json import structure_reason
 
 _KINDS = {"CLIENT", "SERVER", "PRODUCER", "CONSUMER"}
 _SHARED_MARKER = ":zipkin-shared-server"
@@ -52,16 +52,7 @@ def shared_server_id(span_id: str, index: int = 0) -> str:
 
 def read_zipkin_json(path: str) -> pl.DataFrame:
     """Read one Zipkin v2 JSON file (list of spans or of traces) into canonical rows."""
-    data = load_bytes(path)
-    spans = RawSpans(path)
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for line, doc in iter_documents(data, path):
-            _add_document(spans, doc, line)
-    finally:
-        if was_enabled:
-            gc.enable()
+    spans = collect_spans(path, _add_document)
     _split_shared_spans(spans)
     return spans.finish()
 
