@@ -177,7 +177,7 @@ def execute(
 def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
     """The lazy plans the trace-level rules need, by name (collected with the span plan)."""
     jobs: dict[str, pl.LazyFrame] = {}
-    if trace.anchored or trace.whole_trace or trace.per_trace:
+    if trace.whole_trace or trace.per_trace:
         jobs["table"] = trace.trace_table(frame)
     anchor_filter = trace.anchor_filter()
     if anchor_filter is not None:
@@ -198,7 +198,7 @@ def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame
         for name, condition in pattern.pattern.bindings:
             jobs[f"pattern{i}.{name}"] = pattern.candidates(frame, name, condition)
     if any(p.descendants() for p in patterns):
-        jobs["links"] = frame.select(trace.key, "span_id", "parent_span_id")
+        jobs["pattern_links"] = frame.select(trace.key, "span_id", "parent_span_id")
     return jobs
 
 
@@ -240,7 +240,7 @@ def _trace_signals(
         pattern = PatternPlan(rule, trace)
         bound = {n: done[f"pattern{i}.{n}"] for n in pattern.pattern.names}
         ancestors = {
-            n: structure.ancestor_lists(bound[n], done["links"], trace.key, n, warn)
+            n: structure.ancestor_lists(bound[n], done["pattern_links"], trace.key, n, warn)
             for n in pattern.descendants()
         }
         frames.append(pattern.signals(pattern.join(bound, ancestors, done.get("table"))))
