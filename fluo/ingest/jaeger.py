@@ -81,6 +81,19 @@ def span_times(start_us: int | None, duration_us: int | None) -> tuple[int | Non
     return start, end
 
 
+def span_record_times(
+    span: dict[str, Any], start_key: str, where: str
+) -> tuple[int | None, int | None]:
+    """`span_times` of a span record whose start (`start_key`) and `duration` are microseconds;
+    a bad value is a DataError naming the span."""
+    try:
+        return span_times(
+            micros(span.get(start_key), start_key), micros(span.get("duration"), "duration")
+        )
+    except ValueError as exc:
+        raise DataError(f"span {where}: {exc}") from None
+
+
 def text_or_none(value: Any, what: str) -> str | None:
     """Text, or None when absent or empty."""
     if value is None or value == "":
@@ -354,12 +367,7 @@ def _add_span(
     parent = _parent(sp, tid)
     if parent is not None and not isinstance(parent, str):
         raise ValueError(f"span {where}: parent span id must be a string, not {parent!r}")
-    try:
-        start, end = span_times(
-            micros(sp.get("startTime"), "startTime"), micros(sp.get("duration"), "duration")
-        )
-    except ValueError as exc:
-        raise DataError(f"span {where}: {exc}") from None
+    start, end = span_record_times(sp, "startTime", where)
 
     process = sp.get("process")
     if isinstance(process, dict):

@@ -25,9 +25,8 @@ from fluo.ingest.jaeger import (
     RawSpans,
     canonical_hex,
     collect_spans,
-    micros,
     require_id,
-    span_times,
+    span_record_times,
     text_or_none,
 )
 from fluo.ingest.normalize import SPAN_ID_HEX, TRACE_ID_HEX, format_double, normalize_status
@@ -131,12 +130,7 @@ def _add_span(spans: RawSpans, sp: Any, where: str) -> None:
     parent = sp.get("parentId")
     if parent is not None and not isinstance(parent, str):
         raise ValueError(f"parentId must be a string, not {parent!r}")
-    try:
-        start, end = span_times(
-            micros(sp.get("timestamp"), "timestamp"), micros(sp.get("duration"), "duration")
-        )
-    except ValueError as exc:
-        raise DataError(f"span {where}: {exc}") from None
+    start, end = span_record_times(sp, "timestamp", where)
     kind = sp.get("kind")
     if kind is None:
         kind = "INTERNAL"
