@@ -492,6 +492,14 @@ class SpanPlan:
     #: A cheap condition every violating span meets, for the scan to apply first.
     prefilter: pl.Expr | None = None
 
+    def pushed(self) -> dict[str, Expr | None]:
+        """Per rule, the cheap part of its condition that the scan tests first (the rule's
+        share of `prefilter`), or None when it has none; with no prefilter, nothing is
+        pushed (fluo bench reports this)."""
+        if self.prefilter is None:
+            return {r.name: None for r in self.rules}
+        return {r.name: cheap_part(r.predicate) for r in self.rules}
+
     @property
     def flag_names(self) -> list[str]:
         return [f"__rule_{i}" for i in range(len(self.flags))]
