@@ -239,8 +239,12 @@ AGGREGATES = (
     "p99",
     "distinct",
 )
-#: Which spans an aggregate ranges over, relative to the anchor span.
+#: Aggregates that exist only in windowed rules: spans per second, share of spans.
+WINDOW_AGGREGATES = ("rate", "ratio")
+#: Which spans an aggregate ranges over, relative to the anchor span. "window" (the spans
+#: of one group in one time window) is the scope of the aggregates of windowed rules.
 SCOPES = ("trace", "children", "descendants", "ancestors", "siblings")
+WINDOW_SCOPE = "window"
 #: Spans a field can be read from besides the anchor: its trace's root, its parent,
 #: and (inside an aggregate) `this`, the anchor itself.
 RELATIONS = ("root", "parent", "this")
@@ -334,6 +338,16 @@ class Sequence(Node):
         return tuple(s for s in self.steps if not isinstance(s, Absent))
 
 
+@dataclass(frozen=True, slots=True)
+class Baseline(Node):
+    """`baseline(avg(span.duration))`: the value of a window aggregate in the rule's baseline
+    (earlier windows, a day before, or another data set). `value` None is bare `baseline`:
+    the aggregate it is compared with, decided by the checker."""
+
+    value: Expr | None
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
 # --- resolved nodes (built by the checker) ---------------------------------------
 
 
@@ -403,6 +417,7 @@ Expr: TypeAlias = (
     | Sequence
     | Bound
     | Pattern
+    | Baseline
     | Column
     | MapGet
     | Cast
@@ -434,6 +449,45 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class BaselineSpec:
+    """What a windowed rule compares each window with: the median of the same aggregate
+    in the `previous` N windows of its group, the same window `offset` nanoseconds
+    earlier, or the median over the windows of a separate baseline data set ("data")."""
+
+    kind: str  # "previous", "offset" or "data"
+    windows: int = 0
+    offset: int = 0
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The aggregation of a windowed rule: spans matching `where`, grouped `by` keys and
+    by time windows of `size` nanoseconds starting every `every` nanoseconds."""
+
+    size: int
+    every: int
+    by: tuple[Expr, ...] = ()
+    where: Expr | None = None
+    min_count: int = 1
+    baseline: BaselineSpec | None = None
+    exemplars: int = 5
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Correlate:
+    """A rule over other rules' signals: every rule of `rules` fired at least `count` times
+    for the same `by` value (a signal field) within `within` nanoseconds."""
+
+    rules: tuple[str, ...]
+    within: int
+    by: str | None = None
+    count: int = 1
+    pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One rule: a name, what it asserts (`predicate` selects the violating spans) and metadata."""
 
@@ -448,6 +502,8 @@ class Rule:
     message: Template | None = None
     actions: tuple[Action, ...] = ()
     source: str | None = None  # the file the rule came from
+    window: Window | None = None  # a windowed aggregate rule
+    correlate: Correlate | None = None  # a rule over other rules' signals
     pos: Position | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     @property
@@ -480,6 +536,8 @@ def children(node: Expr) -> tuple[Expr, ...]:
             return tuple(x for x in (v, w) if x is not None)
         case Related(value=v) | Absent(predicate=v) | Bound(value=v):
             return (v,)
+        case Baseline(value=v):
+            return () if v is None else (v,)
         case Pattern(bindings=bindings, condition=c):
             return (*(p for _, p in bindings), c)
         case Sequence(steps=steps, by=by, until=until):
@@ -512,3 +570,13 @@ def map_children(node: Expr, fn: Callable[[Expr], Expr]) -> Expr:
             if any(a is not b for a, b in zip(items, value, strict=True)):
                 changes[f.name] = items
     return dataclasses.replace(node, **changes) if changes else node
+
+
+#: Bare names in the condition of a windowed rule: aggregates over the window's spans.
+_ERROR_SPAN = Compare("==", Field("status"), Name("ERROR"))
+WINDOW_METRICS: dict[str, Aggregate] = {
+    "count": Aggregate("count", None, None, WINDOW_SCOPE),
+    "rate": Aggregate("rate", None, None, WINDOW_SCOPE),
+    "errors": Aggregate("count", None, _ERROR_SPAN, WINDOW_SCOPE),
+    "error_rate": Aggregate("ratio", None, _ERROR_SPAN, WINDOW_SCOPE),
+}

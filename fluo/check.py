@@ -51,6 +51,15 @@ _ERROR: Type | None = None
 
 
 @dataclass(frozen=True)
+class CheckedWindow:
+    """The aggregation of a windowed rule, resolved: which spans, grouped by what."""
+
+    spec: ast.Window
+    by: tuple[Expr, ...]  # resolved group keys
+    where: Expr | None  # resolved span filter (may read trace terms)
+
+
+@dataclass(frozen=True)
 class CheckedRule:
     """A rule resolved against a span table: ready to compile."""
 
@@ -59,6 +68,7 @@ class CheckedRule:
     message: ast.Template | None
     columns: frozenset[str]
     notes: tuple[Diagnostic, ...] = field(default=())
+    window: CheckedWindow | None = None
 
     @property
     def name(self) -> str:
@@ -66,7 +76,12 @@ class CheckedRule:
 
     @property
     def level(self) -> str:
-        """ "span" (each span on its own), "anchored" (each span, with trace context) or "trace"."""
+        """ "span" (each span on its own), "anchored" (each span, with trace context),
+        "trace", "sequence", "pattern", "window" (windowed aggregates) or "correlate"."""
+        if self.window is not None:
+            return "window"
+        if self.rule.correlate is not None:
+            return "correlate"
         return rule_level(self.predicate, self.message)
 
 
@@ -86,6 +101,10 @@ def check_rules(rules: Iterable[ast.Rule], schema: SpanSchema) -> list[CheckedRu
 
 def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
     """Resolve one rule's predicate and message against `schema`."""
+    if rule.window is not None:
+        return check_window_rule(rule, rule.window, schema)
+    if rule.correlate is not None:
+        return check_correlate_rule(rule)
     checker = _Checker(schema)
     predicate, kind = checker.resolve(rule.predicate)
     if kind is not _ERROR and kind != Type.BOOL:
@@ -125,6 +144,106 @@ def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
             if not isinstance(part, str):
                 nodes += ast.walk(part)
     return CheckedRule(rule, predicate, message, referenced_columns(nodes), tuple(checker.notes))
+
+
+def check_window_rule(rule: ast.Rule, window: ast.Window, schema: SpanSchema) -> CheckedRule:
+    """Resolve a windowed rule: its span filter and group keys read spans (and their
+    traces); its condition and message read the window's aggregates and the group keys."""
+    checker = _Checker(schema)
+    where = checker._boolean(window.where) if window.where is not None else None
+    keys: list[Expr] = []
+    for key in window.by:
+        resolved, kind = checker.resolve(key)
+        if kind == Type.LIST or (kind is not _ERROR and isinstance(resolved, ast.Aggregate)):
+            checker.fail("a 'by' key must be one value per span", key)
+        keys.append(resolved)
+    if not schema.can_provide("start_time"):
+        checker.fail("a windowed rule needs column 'start_time'", rule.predicate)
+    checker.group_keys = tuple(keys)
+    checker.has_baseline = window.baseline is not None
+    bound = checker.bind_baselines(rule.predicate)
+    predicate, kind = checker.resolve(bound)
+    if kind is not _ERROR and kind != Type.BOOL:
+        checker.fail(
+            f"a rule's condition must be true or false, but this is a {_name(kind)}",
+            rule.predicate,
+            hint="compare an aggregate with a threshold, e.g. `error_rate > 2%`",
+        )
+    checker.outside_aggregates(predicate)
+    if not any(_is_window_aggregate(n) for n in ast.walk(predicate)):
+        checker.fail(
+            "the condition of a windowed rule must read an aggregate of the window",
+            rule.predicate,
+            hint="e.g. `count > 100`, `error_rate > 2%`, `p95(span.duration) > 800ms`",
+        )
+    if window.baseline is not None and not any(
+        isinstance(n, ast.Baseline) for n in ast.walk(predicate)
+    ):
+        checker.notes.append(
+            Diagnostic(
+                f"rule '{rule.name}' has a 'baseline' its condition never reads",
+                window.baseline.pos,
+                hint="compare with it, e.g. `avg(span.duration) - baseline > 300ms`",
+            )
+        )
+    message = None
+    if rule.message is not None:
+        parts: list[str | Expr] = []
+        for part in rule.message.parts:
+            if isinstance(part, str):
+                parts.append(part)
+                continue
+            resolved, kind = checker.resolve(checker.bind_baselines(part, allow_bare=False))
+            checker.outside_aggregates(resolved)
+            if kind == Type.DURATION:
+                parts += [ast.InUnit(resolved, 1_000_000, pos=part.pos), "ms"]
+            else:
+                parts.append(resolved)
+        message = ast.Template(tuple(parts), pos=rule.message.pos)
+    if checker.errors:
+        raise RuleError(checker.errors)
+    nodes = ast.walk(predicate) + [n for k in keys for n in ast.walk(k)]
+    if where is not None:
+        nodes += ast.walk(where)
+    for part in message.parts if message else ():
+        if not isinstance(part, str):
+            nodes += ast.walk(part)
+    columns = referenced_columns(nodes) | {"start_time"}
+    checked = CheckedWindow(window, tuple(keys), where)
+    return CheckedRule(rule, predicate, message, columns, tuple(checker.notes), checked)
+
+
+def check_correlate_rule(rule: ast.Rule) -> CheckedRule:
+    """A correlation reads signals, not spans: only its message is checked (plain text)."""
+    assert rule.correlate is not None
+    errors = [
+        Diagnostic("a correlate rule's message is plain text", part.pos)
+        for part in (rule.message.parts if rule.message else ())
+        if not isinstance(part, str)
+    ]
+    if errors:
+        raise RuleError(errors)
+    return CheckedRule(rule, rule.predicate, rule.message, frozenset())
+
+
+def _is_window_aggregate(node: Expr) -> bool:
+    return isinstance(node, ast.Aggregate) and node.scope == ast.WINDOW_SCOPE
+
+
+def window_aggregates(node: Expr) -> list[ast.Aggregate]:
+    """The window aggregates a resolved condition reads, outside `baseline(...)`, in order."""
+    found: list[ast.Aggregate] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if _is_window_aggregate(current):
+            assert isinstance(current, ast.Aggregate)
+            found.append(current)
+            continue
+        if isinstance(current, ast.Baseline):
+            continue
+        stack.extend(reversed(ast.children(current)))
+    return list(dict.fromkeys(found))
 
 
 def check_expression(expr: Expr, schema: SpanSchema) -> tuple[Expr, Type]:
@@ -277,6 +396,9 @@ class _Checker:
         self.in_aggregate = False
         self.variables: tuple[str, ...] = ()  # the named spans of a pattern rule
         self.in_bound = False  # resolving the field of a named span
+        self.in_window = False  # resolving the argument of a window aggregate
+        self.group_keys: tuple[Expr, ...] = ()  # a windowed rule's resolved `by` keys
+        self.has_baseline = False  # the windowed rule has a `baseline:`
 
     def fail(self, message: str, node: Expr | None, hint: str | None = None) -> None:
         self.errors.append(Diagnostic(message, node.pos if node else None, hint=hint))
@@ -345,6 +467,8 @@ class _Checker:
             case ast.Absent():
                 self.fail("'absent' is a step of a sequence", node)
                 return node, _ERROR
+            case ast.Baseline():
+                return self._baseline(node)
             case ast.Column() | ast.MapGet() | ast.Cast() | ast.InUnit():
                 return node, _resolved_type(node)
         self.fail(f"unsupported construct {type(node).__name__}", node)
@@ -726,7 +850,100 @@ class _Checker:
 
     # -- trace level -------------------------------------------------------------------
 
+    # -- windowed rules ----------------------------------------------------------------
+
+    def bind_baselines(self, node: Expr, allow_bare: bool = True) -> Expr:
+        """Give each bare `baseline` the window aggregate it is compared with (unresolved)."""
+        if isinstance(node, ast.Compare | ast.Between):
+            aggregates = list(
+                dict.fromkeys(
+                    n
+                    for n in _walk_outside_baselines(node)
+                    if isinstance(n, ast.Aggregate) and n.scope == ast.WINDOW_SCOPE
+                )
+            )
+
+            def bind(n: Expr) -> Expr:
+                if isinstance(n, ast.Baseline) and n.value is None:
+                    if len(aggregates) == 1:
+                        return ast.Baseline(aggregates[0], pos=n.pos)
+                    self.fail(
+                        "a bare 'baseline' needs exactly one aggregate beside it",
+                        n,
+                        hint="name the aggregate: baseline(p95(span.duration))",
+                    )
+                    return n
+                return ast.map_children(n, bind)
+
+            return bind(node)
+        if isinstance(node, ast.Baseline) and node.value is None and not allow_bare:
+            self.fail("name the aggregate: baseline(avg(span.duration))", node)
+            return node
+        return ast.map_children(node, lambda n: self.bind_baselines(n, allow_bare))
+
+    def _baseline(self, node: ast.Baseline) -> tuple[Expr, Type | None]:
+        if node.value is None:
+            return node, _ERROR  # reported by bind_baselines
+        if not self.has_baseline:
+            self.fail(
+                "'baseline' needs a `baseline:` in the rule",
+                node,
+                hint="e.g. `baseline: previous 12` (windows), `1d ago` or `data`",
+            )
+            return node, _ERROR
+        value, kind = self.resolve(node.value)
+        if kind is not _ERROR and not _is_window_aggregate(value):
+            self.fail("'baseline' takes an aggregate of the window, e.g. p95(span.duration)", node)
+            return node, _ERROR
+        return ast.Baseline(value, pos=node.pos), kind
+
+    def outside_aggregates(self, node: Expr) -> None:
+        """Outside its aggregates, a windowed rule's condition may read only group keys."""
+        if node in self.group_keys or _is_window_aggregate(node):
+            return
+        if isinstance(node, ast.Baseline):
+            return
+        if isinstance(node, ast.Column | ast.MapGet | ast.TraceField | ast.Related):
+            self.fail(
+                "a windowed rule reads span fields inside aggregates or as 'by' keys",
+                node,
+                hint="aggregate it (e.g. max(...)) or add it to 'by'",
+            )
+            return
+        if isinstance(node, ast.Aggregate):
+            self.fail("a windowed rule's aggregates range over the window", node)
+            return
+        for child in ast.children(node):
+            self.outside_aggregates(child)
+
+    def _window_aggregate(self, node: ast.Aggregate) -> tuple[Expr, Type | None]:
+        """An aggregate over the spans of one group in one window."""
+        if self.in_window:
+            self.fail("aggregates over a window cannot be nested", node)
+            return node, _ERROR
+        self.in_window = True
+        try:
+            where = self._boolean(node.where) if node.where is not None else None
+            value, kind = (None, None) if node.value is None else self.resolve(node.value)
+        finally:
+            self.in_window = False
+        if node.value is not None and kind is _ERROR:
+            return node, _ERROR
+        resolved = ast.Aggregate(node.func, value, where, node.scope, pos=node.pos)
+        if node.func in ("rate", "ratio"):
+            return resolved, Type.FLOAT
+        return self._aggregate_type(resolved, kind)
+
     def _aggregate(self, node: ast.Aggregate) -> tuple[Expr, Type | None]:
+        if node.scope == ast.WINDOW_SCOPE:
+            return self._window_aggregate(node)
+        if node.func in ast.WINDOW_AGGREGATES:
+            self.fail(
+                f"'{node.func}' is an aggregate of windowed rules",
+                node,
+                hint="add `window: 5m` to the rule to aggregate over time windows",
+            )
+            return node, _ERROR
         if self.in_aggregate:
             self.fail("aggregates cannot be nested", node)
             return node, _ERROR
@@ -745,10 +962,16 @@ class _Checker:
             except ValueError as exc:
                 self.fail(str(exc), node)
                 return node, _ERROR
-        func = node.func
-        if node.scope == "siblings" and func not in ("count", "has", "missing"):
+        if node.scope == "siblings" and node.func not in ("count", "has", "missing"):
             self.fail("over siblings, only count, has and missing are supported", node)
             return node, _ERROR
+        return self._aggregate_type(resolved, kind)
+
+    def _aggregate_type(
+        self, resolved: ast.Aggregate, kind: Type | None
+    ) -> tuple[Expr, Type | None]:
+        """The type of an aggregate whose arguments are resolved (`kind`: its value's)."""
+        node, value, where, func = resolved, resolved.value, resolved.where, resolved.func
         if func == "count":
             return resolved, Type.INT
         if func in ("has", "missing"):
@@ -962,6 +1185,18 @@ class _Checker:
             self.fail("'coalesce' needs arguments of one type", node)
             return node, _ERROR
         return ast.Call("coalesce", tuple(a for a, _ in coerced), pos=node.pos), target
+
+
+def _walk_outside_baselines(node: Expr) -> list[Expr]:
+    out: list[Expr] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ast.Baseline):
+            continue
+        out.append(current)
+        stack.extend(ast.children(current))
+    return out
 
 
 def _is_constant(node: Expr) -> bool:

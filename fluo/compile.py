@@ -38,7 +38,17 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "time": UTC_NS,
     "message": pl.String(),
     "evidence": pl.List(pl.String()),
+    # windowed aggregate rules (null for other signals); durations are in milliseconds
+    "window_start": UTC_NS,
+    "window_end": UTC_NS,
+    "group": pl.String(),
+    "value": pl.Float64(),
+    "baseline": pl.Float64(),
+    "threshold": pl.Float64(),
+    "exemplars": pl.List(pl.String()),
 }
+#: The columns every kind of signal fills.
+SIGNAL_CORE = ("rule", "severity", "trace_id", "span_id", "service", "name", "time", "message")
 
 
 @dataclass(frozen=True)
@@ -430,10 +440,13 @@ def lower_bound(node: ast.Bound, ctx: Context) -> pl.Expr:
 @lower.register(ast.TraceField)
 @lower.register(ast.Related)
 @lower.register(ast.Sequence)
+@lower.register(ast.Baseline)
 def lower_trace_term(
-    node: ast.Aggregate | ast.TraceField | ast.Related | ast.Sequence, ctx: Context
+    node: ast.Aggregate | ast.TraceField | ast.Related | ast.Sequence | ast.Baseline,
+    ctx: Context,
 ) -> pl.Expr:
-    """A trace-level term reads the column the trace plan computed for it."""
+    """A trace-level term (or a window aggregate, or its baseline) reads the column the
+    trace or window plan computed for it."""
     if node in ctx.terms:
         return pl.col(ctx.terms[node])
     if isinstance(node, ast.Related) and node.relation == "this":
@@ -570,6 +583,11 @@ def signal_rows(
         time=stamp,
         message=message,
         evidence=pl.concat_list(text(span_id)) if evidence is None else evidence,
+        **{
+            c: pl.lit(None, dtype=t)
+            for c, t in SIGNAL_SCHEMA.items()
+            if c not in SIGNAL_CORE and c != "evidence"
+        },
     )
 
 

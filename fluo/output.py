@@ -41,16 +41,17 @@ def format_for(path: str | Path | None, requested: str | None) -> str:
 
 
 def flat_evidence(signals: pl.DataFrame) -> pl.DataFrame:
-    """Signals with the evidence span ids as one space-separated string (for CSV)."""
-    if "evidence" not in signals.columns:
-        return signals
-    return signals.with_columns(pl.col("evidence").list.join(" "))
+    """Signals with list columns (evidence span ids, exemplar traces) as space-separated
+    strings (for CSV)."""
+    lists = [c for c, t in signals.schema.items() if isinstance(t, pl.List)]
+    return signals.with_columns(pl.col(c).list.join(" ") for c in lists)
 
 
 def as_text(signals: pl.DataFrame, fmt: str, header: bool = True) -> str:
     """Signals as JSON lines or CSV text, times in RFC 3339 UTC."""
     if fmt == "jsonl":
-        return signals.with_columns(pl.col("time").dt.to_string(TIME_FORMAT)).write_ndjson()
+        times = [c for c, t in signals.schema.items() if isinstance(t, pl.Datetime)]
+        return signals.with_columns(pl.col(times).dt.to_string(TIME_FORMAT)).write_ndjson()
     return flat_evidence(signals).write_csv(include_header=header, datetime_format=TIME_FORMAT)
 
 

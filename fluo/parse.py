@@ -8,6 +8,7 @@ never leave this module: errors become `RuleError` with file positions.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Mapping
@@ -309,6 +310,9 @@ class _Builder(Transformer[Token, Expr]):
     def float_(self, meta: Any, children: list[Token]) -> Expr:
         return ast.Float(float(children[0]), pos=self._pos(meta))
 
+    def percent(self, meta: Any, children: list[Token]) -> Expr:
+        return ast.Float(float(Decimal(str(children[0])[:-1]) / 100), pos=self._pos(meta))
+
     def duration(self, meta: Any, children: list[Token]) -> Expr:
         try:
             return ast.Duration(parse_duration(str(children[0])), pos=self._pos(meta))
@@ -367,7 +371,7 @@ class _Builder(Transformer[Token, Expr]):
         if name is None:
             raise _BuildError(Diagnostic("only functions and aggregates can be called", pos))
         scope, _, func = name.rpartition(".")
-        if func in ast.AGGREGATES:
+        if func in ast.AGGREGATES or func in ast.WINDOW_AGGREGATES:
             return self._aggregate(func, scope or "trace", args, pos)
         if scope:
             hint = did_you_mean(func, ast.AGGREGATES) if scope in ast.SCOPES else None
@@ -386,7 +390,7 @@ class _Builder(Transformer[Token, Expr]):
         if len(args) > 1:
             raise _BuildError(Diagnostic(f"'{func}' takes one argument", pos))
         value, where = args[0] if args else (None, None)
-        if func in ("count", "has", "missing"):
+        if func in ("count", "has", "missing", "rate", "ratio"):
             if where is not None:
                 raise _BuildError(
                     Diagnostic(
@@ -395,7 +399,7 @@ class _Builder(Transformer[Token, Expr]):
                         hint=f"the argument of '{func}' is the span condition",
                     )
                 )
-            if value is None and func != "count":
+            if value is None and func not in ("count", "rate"):
                 raise _BuildError(Diagnostic(f"'{func}' needs a span condition", pos))
             return ast.Aggregate(func, None, value, scope, pos=pos)
         if value is None:
@@ -694,6 +698,9 @@ def _expected(terminals: set[str]) -> str:
 # --- rule files ---------------------------------------------------------------------
 
 FILE_KEYS = ("fluo", "lists", "macros", "rules")
+#: Keys of a windowed aggregate rule (a rule with `window:`); see docs/aggregates.md.
+WINDOW_KEYS = ("window", "every", "by", "where", "min_count", "baseline", "exemplars")
+CORRELATE_KEYS = ("rules", "within", "by", "count")
 RULE_KEYS = (
     "title",
     "description",
@@ -708,6 +715,8 @@ RULE_KEYS = (
     "spans",
     "message",
     "actions",
+    *WINDOW_KEYS,
+    "correlate",
 )
 CONDITION_KEYS = ("op", "field", "value", "case-insensitive")
 ACTION_KINDS = ("log", "fail")
@@ -945,7 +954,37 @@ def _parse_rule(
         sequence = _collect(errors, functools.partial(parse_sequence, seq_node, lists, macros))
         if sequence is not None:
             predicates.insert(0, sequence)
-    if not any(k in body for k in ("when", "condition", "conditions", "sequence")):
+    window = correlate = None
+    if "window" in body:
+        window = _parse_window(body, lists, macros, errors)
+        predicates = [window_scope(p) for p in predicates]
+        for key in ("conditions", "sequence", "spans"):
+            if key in body:
+                errors.append(
+                    Diagnostic(f"a windowed rule takes 'when', not '{key}'", body[key].key_pos)
+                )
+    else:
+        for key in WINDOW_KEYS[1:]:
+            if key in body:
+                errors.append(
+                    Diagnostic(
+                        f"'{key}' belongs to windowed rules",
+                        body[key].key_pos,
+                        hint="add `window: 5m` (the window length) to aggregate over time",
+                    )
+                )
+    if "correlate" in body:
+        correlate = _collect(errors, functools.partial(parse_correlate, body["correlate"]))
+        predicates = [ast.Bool(True, pos=body["correlate"].pos)]
+        for key in ("when", "condition", "conditions", "sequence", "spans", "window"):
+            if key in body:
+                errors.append(
+                    Diagnostic(
+                        f"a 'correlate' rule reads other rules' signals; drop '{key}'",
+                        body[key].key_pos,
+                    )
+                )
+    elif not any(k in body for k in ("when", "condition", "conditions", "sequence")):
         errors.append(
             Diagnostic(
                 f"rule '{name}' has neither 'when' nor 'conditions'",
@@ -976,6 +1015,11 @@ def _parse_rule(
                     parse_template, msg.value, locate=msg.locate, variables=variables
                 ),
             )
+            if message is not None and window is not None:
+                message = ast.Template(
+                    tuple(p if isinstance(p, str) else window_scope(p) for p in message.parts),
+                    pos=message.pos,
+                )
         else:
             errors.append(Diagnostic(f"'message' must be a string, not {msg.kind}", msg.pos))
     actions = _parse_actions(body.get("actions"), errors)
@@ -1002,6 +1046,8 @@ def _parse_rule(
         message=message,
         actions=actions,
         source=pos.file,
+        window=window,
+        correlate=correlate,
         pos=pos,
     )
 
@@ -1093,6 +1139,182 @@ def _parse_bindings(
     if not bindings and not errors:
         errors.append(Diagnostic("'spans' names no span", node.pos))
     return bindings
+
+
+# --- windowed aggregate rules and correlations ------------------------------------------
+
+
+def window_scope(node: Expr) -> Expr:
+    """The condition of a windowed rule: its aggregates range over the window's spans.
+
+    `count(P)`, `p95(v where P)` get the window scope; the bare names `count`, `rate`,
+    `errors` and `error_rate` become aggregates; `baseline(x)` and bare `baseline`
+    become Baseline nodes. Aggregates over children, descendants etc. keep their scope.
+    """
+    match node:
+        case ast.Aggregate(scope="trace"):
+            return dataclasses.replace(node, scope=ast.WINDOW_SCOPE)
+        case ast.Name(name=name) if name in ast.WINDOW_METRICS:
+            return dataclasses.replace(ast.WINDOW_METRICS[name], pos=node.pos)
+        case ast.Name(name="baseline"):
+            return ast.Baseline(None, pos=node.pos)
+        case ast.Call(func="baseline", args=args):
+            if len(args) != 1:
+                raise RuleError([Diagnostic("'baseline' takes one aggregate", node.pos)])
+            return ast.Baseline(window_scope(args[0]), pos=node.pos)
+    return ast.map_children(node, window_scope)
+
+
+def _parse_window(
+    body: dict[str, Located],
+    lists: Mapping[str, ast.ListLit],
+    macros: Mapping[str, Expr],
+    errors: list[Diagnostic],
+) -> ast.Window | None:
+    """The `window`, `every`, `by`, `where`, `min_count`, `baseline` and `exemplars` keys."""
+    before = len(errors)
+
+    def duration(key: str) -> int | None:
+        node = body.get(key)
+        if node is None:
+            return None
+        try:
+            value = parse_duration(str(node.value))
+        except ValueError as exc:
+            errors.append(Diagnostic(str(exc), node.pos))
+            return None
+        if value <= 0:
+            errors.append(Diagnostic(f"'{key}' must be a positive duration", node.pos))
+            return None
+        return value
+
+    def count(key: str, default: int, least: int) -> int:
+        node = body.get(key)
+        if node is None:
+            return default
+        if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < least:
+            errors.append(Diagnostic(f"'{key}' must be a whole number >= {least}", node.pos))
+            return default
+        return node.value
+
+    def expression(node: Located, what: str) -> Expr | None:
+        if not isinstance(node.value, str):
+            errors.append(Diagnostic(f"{what} must be an expression string", node.pos))
+            return None
+        parse = functools.partial(
+            parse_expression, node.value, locate=node.locate, lists=lists, macros=macros
+        )
+        return _collect(errors, parse)
+
+    size = duration("window")
+    every = duration("every") or size
+    if size is not None and every is not None and every > size:
+        errors.append(Diagnostic("'every' cannot be longer than 'window'", body["every"].pos))
+    if size is not None and every is not None and size % every:
+        errors.append(
+            Diagnostic(
+                "'window' must be a whole number of 'every' steps",
+                body["every"].pos,
+                hint="e.g. window: 5m with every: 1m",
+            )
+        )
+    by: list[Expr] = []
+    if (by_node := body.get("by")) is not None:
+        items = by_node.value if isinstance(by_node.value, list) else [by_node]
+        for item in items:
+            key = expression(item, "a 'by' key")
+            if key is not None:
+                by.append(key)
+    where = None
+    if (where_node := body.get("where")) is not None:
+        where = expression(where_node, "'where'")
+    baseline = None
+    if (base_node := body.get("baseline")) is not None:
+        baseline = _collect(errors, functools.partial(parse_baseline, base_node))
+    min_count = count("min_count", 1, 1)
+    exemplars = count("exemplars", 5, 0)
+    if len(errors) > before or size is None or every is None:
+        return None
+    return ast.Window(
+        size, every, tuple(by), where, min_count, baseline, exemplars, pos=body["window"].pos
+    )
+
+
+def parse_baseline(node: Located) -> ast.BaselineSpec:
+    """`previous 12` (windows), `1d ago` (an offset), `data` (the --baseline data set),
+    or the same as a mapping: {previous: 12}, {offset: 1d}, {data: true}."""
+    value = node.value
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, item),) = value.items()
+        value = f"{key} {item.value}" if key != "data" else "data"
+    text = str(value).strip() if value is not None else ""
+    hint = "write `previous 12` (windows), `1d ago` or `data` (the --baseline data set)"
+    if text == "data":
+        return ast.BaselineSpec("data", pos=node.pos)
+    if match := re.fullmatch(r"previous\s+(\d+)", text):
+        windows = int(match.group(1))
+        if windows < 1:
+            raise RuleError([Diagnostic("'previous' needs at least 1 window", node.pos)])
+        return ast.BaselineSpec("previous", windows=windows, pos=node.pos)
+    if match := re.fullmatch(r"(?:offset\s+)?(\S+)(?:\s+ago)?", text):
+        try:
+            offset = parse_duration(match.group(1))
+        except ValueError:
+            pass
+        else:
+            if offset <= 0:
+                raise RuleError([Diagnostic("a baseline offset must be positive", node.pos)])
+            return ast.BaselineSpec("offset", offset=offset, pos=node.pos)
+    raise RuleError([Diagnostic(f"unknown baseline {text!r}", node.pos, hint=hint)])
+
+
+def parse_correlate(node: Located) -> ast.Correlate:
+    """`correlate: {rules: [a, b], within: 10m, by: service, count: 1}`."""
+    errors: list[Diagnostic] = []
+    body = _expect_mapping(node, "'correlate'", errors)
+    if body is None:
+        raise RuleError(errors)
+    _check_keys(body, CORRELATE_KEYS, "correlate", errors)
+    rules_node = body.get("rules")
+    names: list[str] = []
+    if rules_node is None:
+        errors.append(Diagnostic("'correlate' needs the 'rules' whose signals it reads", node.pos))
+    elif isinstance(rules_node.value, list) and rules_node.value:
+        names = [str(item.value) for item in rules_node.value]
+    else:
+        names = [str(rules_node.value)]
+    within = 0
+    within_node = body.get("within")
+    if within_node is None:
+        errors.append(Diagnostic("'correlate' needs 'within' (e.g. 10m)", node.pos))
+    else:
+        try:
+            within = parse_duration(str(within_node.value))
+        except ValueError as exc:
+            errors.append(Diagnostic(str(exc), within_node.pos))
+        else:
+            if within <= 0:
+                errors.append(Diagnostic("'within' must be a positive duration", within_node.pos))
+    by = None
+    if (by_node := body.get("by")) is not None:
+        by = str(by_node.value)
+        if by not in CORRELATE_FIELDS:
+            hint = did_you_mean(by, CORRELATE_FIELDS) or f"one of {', '.join(CORRELATE_FIELDS)}"
+            errors.append(Diagnostic(f"cannot correlate by '{by}'", by_node.pos, hint=hint))
+    count = 1
+    if (count_node := body.get("count")) is not None:
+        value = count_node.value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(Diagnostic("'count' must be a whole number >= 1", count_node.pos))
+        else:
+            count = value
+    if errors:
+        raise RuleError(errors)
+    return ast.Correlate(tuple(names), within, by, count, pos=node.pos)
+
+
+#: Signal fields a correlation may group by.
+CORRELATE_FIELDS = ("service", "name", "trace_id", "group")
 
 
 SEQUENCE_KEYS = ("steps", "within", "by", "until")

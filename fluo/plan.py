@@ -10,20 +10,29 @@ import polars as pl
 from fluo.check import CheckedRule
 from fluo.compile import SpanPlan, compile_rules
 from fluo.compile_trace import TracePlan, compile_trace_rules
+from fluo.compile_window import WindowPlan, compile_window_rules
 from fluo.printer import show_rule
 from fluo.schema import SpanSchema
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Span-level rules as one fused filter; trace-level rules as a `TracePlan`."""
+    """Span-level rules as one fused filter; trace-level rules as a `TracePlan`; windowed
+    aggregate rules as a `WindowPlan`; correlations run last, over the signals."""
 
     span: SpanPlan
     trace: TracePlan | None
+    window: WindowPlan | None = None
+    correlations: tuple[CheckedRule, ...] = ()
 
     @property
     def rules(self) -> tuple[CheckedRule, ...]:
-        return self.span.rules + (self.trace.rules if self.trace else ())
+        return (
+            self.span.rules
+            + (self.trace.rules if self.trace else ())
+            + (self.window.rules if self.window else ())
+            + self.correlations
+        )
 
     def explain(self, spans: pl.LazyFrame) -> str:
         """Each rule as checked, then the Polars plans that evaluate them."""
@@ -44,12 +53,24 @@ class RunPlan:
             lines.append(f"relation aggregates (structure walk): {len(t.structural)}")
             lines.append("per-trace table plan:\n" + t.trace_table(spans).explain())
             parts.append("\n".join(lines))
+        if self.window is not None:
+            for i, (family, table) in enumerate(
+                zip(self.window.families, self.window.tables(spans), strict=True)
+            ):
+                names = ", ".join(r.name for r in family.rules)
+                parts.append(
+                    f"windowed rules, family {i} ({names}): one group_by by keys and window:\n"
+                    + table.explain()
+                )
         return "\n\n".join(parts)
 
 
 def build_plan(rules: Sequence[CheckedRule], schema: SpanSchema) -> RunPlan:
     """Split checked rules by level and compile each group."""
     span_rules = [r for r in rules if r.level == "span"]
-    trace_rules = [r for r in rules if r.level != "span"]
+    window_rules = [r for r in rules if r.level == "window"]
+    correlations = tuple(r for r in rules if r.level == "correlate")
+    trace_rules = [r for r in rules if r.level not in ("span", "window", "correlate")]
     trace = compile_trace_rules(trace_rules, schema) if trace_rules else None
-    return RunPlan(compile_rules(span_rules, schema), trace)
+    window = compile_window_rules(window_rules, schema) if window_rules else None
+    return RunPlan(compile_rules(span_rules, schema), trace, window, correlations)

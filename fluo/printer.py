@@ -30,7 +30,7 @@ def _quote(text: str) -> str:
     return '"' + text.translate(_ESCAPES) + '"'
 
 
-def _format_duration(nanos: int) -> str:
+def format_duration(nanos: int) -> str:
     for unit, size in (
         ("h", 3_600_000_000_000),
         ("m", 60_000_000_000),
@@ -61,7 +61,7 @@ def _unparse(node: Expr) -> tuple[str, int]:
         case ast.Null():
             return "null", _ATOM
         case ast.Duration(nanos=n):
-            return (_format_duration(n) if n >= 0 else f"-{_format_duration(-n)}"), _ATOM
+            return (format_duration(n) if n >= 0 else f"-{format_duration(-n)}"), _ATOM
         case ast.Timestamp(nanos=n):
             return f"<time {n}ns>", _ATOM
         case ast.Name(name=name):
@@ -98,9 +98,13 @@ def _unparse(node: Expr) -> tuple[str, int]:
             return f"-{_wrap(_unparse(o), _UNARY)}", _UNARY
         case ast.Call(func=f, args=args):
             return f"{f}(" + ", ".join(unparse(a) for a in args) + ")", _ATOM
+        case ast.Baseline(value=value):
+            return ("baseline" if value is None else f"baseline({unparse(value)})"), _ATOM
+        case ast.Aggregate(scope=ast.WINDOW_SCOPE) if node in _METRIC_NAMES:
+            return _METRIC_NAMES[node], _ATOM
         case ast.Aggregate(func=func, value=value, where=where, scope=scope):
-            prefix = "" if scope == "trace" else f"{scope}."
-            if func in ("count", "has", "missing"):
+            prefix = "" if scope in ("trace", ast.WINDOW_SCOPE) else f"{scope}."
+            if func in ("count", "has", "missing", "rate", "ratio"):
                 inner = unparse(where) if where is not None else ""
             else:
                 assert value is not None
@@ -118,7 +122,7 @@ def _unparse(node: Expr) -> tuple[str, int]:
             return f"spans({named}) where {unparse(c)}", _OR
         case ast.Sequence(steps=steps, by=by, within=within, until=until):
             step_texts = [unparse(st) for st in steps]
-            extra = f" within {_format_duration(within)}" if within is not None else ""
+            extra = f" within {format_duration(within)}" if within is not None else ""
             extra += f" by {unparse(by)}" if by is not None else ""
             extra += f" until {unparse(until)}" if until is not None else ""
             return f"sequence({', '.join(step_texts)}{extra})", _ATOM
@@ -134,6 +138,9 @@ def _unparse(node: Expr) -> tuple[str, int]:
         case ast.InUnit(operand=o, unit_nanos=u):
             return f"({unparse(o)} in {u}ns)", _ATOM
     raise TypeError(f"cannot unparse {type(node).__name__}")
+
+
+_METRIC_NAMES: dict[Expr, str] = {agg: name for name, agg in ast.WINDOW_METRICS.items()}
 
 
 def show(node: Expr, indent: int = 0) -> str:
@@ -154,7 +161,7 @@ def _describe(node: Expr) -> tuple[str, tuple[Expr, ...]]:
         case ast.Cast(operand=o, to=to):
             return f"cast {to} (null if not convertible)", (o,)
         case ast.InUnit(operand=o, unit_nanos=u):
-            return f"as number of {_format_duration(u)}", (o,)
+            return f"as number of {format_duration(u)}", (o,)
         case ast.Compare(op=op, left=a, right=b):
             return f"compare {op} (null -> false)", (a, b)
         case ast.In(value=v, items=items, negated=neg):
@@ -201,10 +208,12 @@ def _describe(node: Expr) -> tuple[str, tuple[Expr, ...]]:
         case ast.Sequence(steps=steps, within=within):
             head = "sequence (join_asof chain, greedy)"
             if within is not None:
-                head += f" within {_format_duration(within)}"
+                head += f" within {format_duration(within)}"
             return head, steps
         case ast.Related(relation=relation, value=value):
             return f"field of the {relation} span", (value,)
+        case ast.Baseline(value=value):
+            return "baseline of", () if value is None else (value,)
     return f"literal {unparse(node)}", ()
 
 
@@ -215,6 +224,28 @@ def show_rule(rule: CheckedRule) -> str:
     if r.title:
         lines.append(f"  title: {r.title}")
     lines.append(f"  source: {unparse(r.predicate)}")
+    if rule.window is not None:
+        spec = rule.window.spec
+        every = "" if spec.every == spec.size else f" every {format_duration(spec.every)}"
+        lines.append(f"  window: {format_duration(spec.size)}{every}, min_count {spec.min_count}")
+        if rule.window.by:
+            lines.append(f"  by: {', '.join(unparse(k) for k in rule.window.by)}")
+        if rule.window.where is not None:
+            lines.append(f"  where: {unparse(rule.window.where)}")
+        if spec.baseline is not None:
+            b = spec.baseline
+            detail = {
+                "previous": f"median of the previous {b.windows} windows",
+                "offset": f"the same window {format_duration(b.offset)} earlier",
+                "data": "median over the windows of the --baseline data",
+            }[b.kind]
+            lines.append(f"  baseline: {detail}")
+    if r.correlate is not None:
+        c = r.correlate
+        lines.append(
+            f"  correlate: {', '.join(c.rules)} at least {c.count}x within "
+            f"{format_duration(c.within)}" + (f" by {c.by}" if c.by else "")
+        )
     lines.append(f"  reads: {', '.join(sorted(rule.columns))}")
     lines.append("  condition:")
     lines.append(show(rule.predicate, 2))

@@ -20,7 +20,8 @@ from fluo.check import referenced_columns
 from fluo.compile import SIGNAL_SCHEMA, Context, lower_condition
 from fluo.compile_pattern import PatternPlan
 from fluo.compile_trace import TracePlan, sequence_matches
-from fluo.errors import DataError, FluoError
+from fluo.correlate import correlation_signals
+from fluo.errors import DataError, FluoError, RuleError
 from fluo.plan import RunPlan
 from fluo.schema import REQUIRED_COLUMNS, SpanSchema
 
@@ -46,10 +47,21 @@ class RunResult:
         return [name for name, n in self.counts.items() if n]
 
 
-def evaluate(rule_set: RuleSet, spans: Spans, *, progress: Progress | None = None) -> RunResult:
-    """Evaluate every enabled rule of `rule_set` over `spans`: all signals, in memory."""
+def evaluate(
+    rule_set: RuleSet,
+    spans: Spans,
+    *,
+    progress: Progress | None = None,
+    baseline: Spans | None = None,
+) -> RunResult:
+    """Evaluate every enabled rule of `rule_set` over `spans`: all signals, in memory.
+
+    `baseline` is the data set windowed rules with `baseline: data` compare with.
+    """
     kept: list[pl.DataFrame] = []
-    result = stream(rule_set, spans, kept.append, chunk_rows=None, progress=progress)
+    result = stream(
+        rule_set, spans, kept.append, chunk_rows=None, progress=progress, baseline=baseline
+    )
     signals = pl.concat(kept) if kept else pl.DataFrame(schema=SIGNAL_SCHEMA)
     return RunResult(signals, result.counts, result.failing, result.seconds, result.warnings)
 
@@ -65,33 +77,42 @@ def stream(
     *,
     chunk_rows: int | None = CHUNK_ROWS,
     progress: Progress | None = None,
+    baseline: Spans | None = None,
 ) -> RunResult:
     """Evaluate `rule_set` over `spans`, handing the signals to `sink` chunk by chunk.
 
     With span-level rules only, the table is read `chunk_rows` rows at a time, so
     memory follows the chunk, not the input; each chunk's signals are sorted, and
     chunks come in table order (time order for canonical, time-sorted files).
-    Trace-level rules need whole traces, so then the table is evaluated at once.
-    The result's `signals` holds the first signal of each rule (a sample).
+    Trace-level and windowed rules need whole traces and windows, so then the table is
+    evaluated at once. Correlation rules run last, over the signals of the rules they
+    name. The result's `signals` holds the first signal of each rule (a sample).
     """
     started = time.perf_counter()
     label, frame = _input(spans)
     plan = compile_for(rule_set, frame, label)
+    base = _baseline_input(rule_set, plan, baseline)
     warnings: list[str] = []
     counts = {r.name: 0 for r in rule_set.enabled}
     samples: list[pl.DataFrame] = []
+    correlated = {
+        name for r in plan.correlations if r.rule.correlate for name in r.rule.correlate.rules
+    }
+    for_correlation: list[pl.DataFrame] = []
 
     def take(signals: pl.DataFrame) -> None:
         for name, n in signals.group_by("rule").len().iter_rows():
             counts[name] += n
         samples.append(signals.group_by("rule", maintain_order=True).head(1))
+        if correlated:
+            for_correlation.append(signals.filter(pl.col("rule").is_in(list(correlated))))
         sink(signals)
 
     try:
-        if plan.trace is not None or chunk_rows is None:
+        if plan.trace is not None or plan.window is not None or chunk_rows is None:
             if progress:
                 progress(0, 1, label)
-            take(execute(plan, frame, warnings.append))
+            take(execute(plan, frame, warnings.append, base))
             if progress:
                 progress(1, 1, label)
         else:
@@ -102,6 +123,14 @@ def stream(
                 take(execute(plan, frame.slice(offset, chunk_rows), warnings.append))
             if progress:
                 progress(total, total, label)
+        if plan.correlations:
+            seen = (
+                pl.concat(for_correlation)
+                if for_correlation
+                else pl.DataFrame(schema=SIGNAL_SCHEMA)
+            )
+            for rule in plan.correlations:
+                take(correlation_signals(rule, seen))
     except FluoError:
         raise
     except pl.exceptions.PolarsError as exc:
@@ -130,6 +159,27 @@ def _input(spans: Spans) -> tuple[str, pl.LazyFrame]:
     return label, scan_spans(paths)
 
 
+def _baseline_input(
+    rule_set: RuleSet, plan: RunPlan, baseline: Spans | None
+) -> pl.LazyFrame | None:
+    """The baseline data set, checked against the windowed rules that read it."""
+    wanting = plan.window.needs_baseline_data if plan.window is not None else ()
+    if baseline is None:
+        if wanting:
+            raise DataError(
+                f"rule '{wanting[0]}' compares with a baseline data set: "
+                "give one with --baseline PATH (e.g. last week's export)"
+            )
+        return None
+    label, frame = _input(baseline)
+    try:
+        compile_for(rule_set.select(wanting), frame, label)
+    except RuleError as exc:
+        reason = exc.diagnostics[0].message if exc.diagnostics else "it does not fit the rules"
+        raise DataError(f"the baseline data does not fit the rules: {reason}", path=label) from None
+    return frame
+
+
 def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> RunPlan:
     """The fused plan of `rule_set` for the table `frame` (checked against its schema)."""
     try:
@@ -147,7 +197,10 @@ def compile_for(rule_set: RuleSet, frame: pl.LazyFrame, label: str) -> RunPlan:
 
 
 def execute(
-    plan: RunPlan, frame: pl.LazyFrame, warn: structure.Warn = structure.ignore
+    plan: RunPlan,
+    frame: pl.LazyFrame,
+    warn: structure.Warn = structure.ignore,
+    baseline: pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
     """Evaluate a compiled plan over one span table: the signals, sorted.
 
@@ -161,12 +214,22 @@ def execute(
         jobs["span"] = plan.span.hits(frame)
     if plan.trace is not None:
         jobs |= _trace_jobs(plan.trace, frame)
+    if plan.window is not None:
+        for i, table in enumerate(plan.window.tables(frame)):
+            jobs[f"window{i}"] = table
+        if baseline is not None and plan.window.needs_baseline_data:
+            for i, table in enumerate(plan.window.tables(baseline)):
+                jobs[f"window_baseline{i}"] = table
     done = dict(zip(jobs, pl.collect_all(list(jobs.values()), engine="streaming"), strict=True))
     frames: list[pl.DataFrame] = []
     if "span" in done:
         frames.append(plan.span.signals(done["span"]))
     if plan.trace is not None:
         frames += _trace_signals(plan.trace, done, frame, warn)
+    if plan.window is not None:
+        for i in range(len(plan.window.families)):
+            judged = plan.window.judged(i, done[f"window{i}"], done.get(f"window_baseline{i}"))
+            frames += plan.window.signals(i, judged)
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)

@@ -135,6 +135,13 @@ def test_seed_rule_verbatim_detects_slow_payment_spans() -> None:
         "time",
         "message",
         "evidence",
+        "window_start",
+        "window_end",
+        "group",
+        "value",
+        "baseline",
+        "threshold",
+        "exemplars",
     ]
 
 
