@@ -89,14 +89,36 @@ def check_rules(rules: Iterable[ast.Rule], schema: SpanSchema) -> list[CheckedRu
     """Check every rule; raise one RuleError holding all problems of all rules."""
     checked: list[CheckedRule] = []
     errors: list[Diagnostic] = []
+    rules = list(rules)
     for rule in rules:
         try:
             checked.append(check_rule(rule, schema))
         except RuleError as exc:
             errors.extend(exc.diagnostics)
+    errors += _check_correlations(rules)
     if errors:
         raise RuleError(errors)
     return checked
+
+
+def _check_correlations(rules: list[ast.Rule]) -> list[Diagnostic]:
+    """Correlations must name rules of the set, other than correlations."""
+    names = [r.name for r in rules if r.correlate is None]
+    errors = []
+    for rule in rules:
+        if rule.correlate is None:
+            continue
+        for name in rule.correlate.rules:
+            if name not in names:
+                hint = did_you_mean(name, names) or "name enabled rules of this run"
+                errors.append(
+                    Diagnostic(
+                        f"'{rule.name}' correlates unknown rule '{name}'",
+                        rule.correlate.pos,
+                        hint=hint,
+                    )
+                )
+    return errors
 
 
 def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
