@@ -9,17 +9,20 @@ tables (Parquet, Arrow IPC, OTLP JSON) to produce signals.
     >>> signals = rules.evaluate("data/shophub/spans.parquet")
 """
 
+from fluo.bench import BenchReport, bench
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
 from fluo.rules import RuleSet, load_rules
 from fluo.run import RunResult, evaluate
 
 __all__ = [
+    "BenchReport",
     "DataError",
     "Diagnostic",
     "FluoError",
     "RuleError",
     "RuleSet",
     "RunResult",
+    "bench",
     "evaluate",
     "load_rules",
 ]

@@ -7,11 +7,12 @@ Exit codes: 0 the run completed (no rule marked `fail` fired), 1 a rule marked
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import polars as pl
 import typer
@@ -24,6 +25,9 @@ from fluo.errors import DataError, Diagnostic, FluoError, RuleError
 from fluo.output import SignalWriter, as_text, format_for
 from fluo.rules import RuleSet, load_rules
 from fluo.run import RunResult, compile_for, evaluate, stream
+
+if TYPE_CHECKING:
+    from fluo.bench import BenchReport, Change
 
 EXIT_OK, EXIT_FAIL_RULE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -239,6 +243,148 @@ def explain(
     except FluoError as exc:
         raise _fail(exc) from None
     out.print(plan.explain(frame), markup=False)
+
+
+@app.command("bench")
+def bench_command(
+    rules: Annotated[
+        list[Path] | None, typer.Argument(help="Rule files or directories (default: bundled).")
+    ] = None,
+    spans: Annotated[
+        list[Path] | None,
+        typer.Option("--spans", "-s", help="Span input: Parquet file/dir/glob, Arrow IPC, OTLP."),
+    ] = None,
+    repeat: Annotated[int, typer.Option(help="Runs per measurement (medians are shown).")] = 3,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
+    previous: Annotated[
+        Path | None, typer.Option("--compare", help="A previous --json file to compare with.")
+    ] = None,
+    factor: Annotated[
+        float, typer.Option("--threshold", help="Slower by more than this factor: a regression.")
+    ] = 1.5,
+    min_seconds: Annotated[
+        float, typer.Option(help="...and slower by more than this many seconds (timer noise).")
+    ] = 0.02,
+    marginal: Annotated[
+        bool, typer.Option(help="Measure each rule's marginal cost (a run without it).")
+    ] = True,
+    fail_on_regression: Annotated[
+        bool, typer.Option(help="Exit 1 when --compare finds a regression.")
+    ] = False,
+) -> None:
+    """Measure what each rule costs: alone, inside the fused plan, and against a bare scan."""
+    from fluo.bench import bench, compare, load_report, write_json
+
+    try:
+        rule_set = _load(rules)
+        inputs = [str(s) for s in spans] if spans else [str(bundled("shophub/spans.parquet"))]
+        before = load_report(previous) if previous is not None else None
+        with _steps("benchmarking") as advance:
+            report = bench(rule_set, inputs, repeat=repeat, marginal=marginal, progress=advance)
+        if json_file is not None:
+            write_json(report, json_file)
+    except FluoError as exc:
+        raise _fail(exc) from None
+    _report_bench(report)
+    if json_file is not None:
+        err.print(f"wrote {json_file}", markup=False)
+    if before is not None:
+        changes = compare(report, before, factor=factor, min_seconds=min_seconds)
+        _report_changes(changes, previous, factor)
+        slower = [c.name for c in changes if c.regression]
+        if slower and fail_on_regression:
+            raise typer.Exit(EXIT_FAIL_RULE)
+
+
+@contextmanager
+def _steps(title: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress callback: a transient bar when stderr is a terminal, else silent."""
+    if not sys.stderr.isatty():
+        yield lambda done, total, label: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(title, total=None)
+
+        def advance(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        yield advance
+
+
+def _seconds(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _report_bench(report: BenchReport) -> None:
+    """Per-rule costs, then the whole set, hints and notes."""
+    table = Table(
+        title=f"fluo bench: {len(report.rules)} rules over {report.spans:,} spans "
+        f"({report.traces:,} traces), median of {report.repeat}"
+    )
+    heads = ("rule", "level", "alone s", "marginal s", "matched", "signals", "columns", "pushed")
+    for head in heads:
+        right = head in ("alone s", "marginal s", "matched", "signals")
+        table.add_column(head, justify="right" if right else "left", overflow="fold")
+    for r in report.rules:
+        if r.error is not None:
+            table.add_row(r.name, r.level, "error", "", "", "", ", ".join(r.columns), "")
+            continue
+        table.add_row(
+            r.name,
+            r.level,
+            _seconds(r.alone_s),
+            _seconds(r.marginal_s),
+            f"{r.selectivity:.2%} of {r.unit}",
+            f"{r.signals:,}",
+            ", ".join(r.columns),
+            r.pushed or "no",
+        )
+    out.print(table)
+    whole = Table(title="the whole set")
+    for head in ("bare scan s (floor)", "total s", "x floor", "spans/s", "peak RSS"):
+        whole.add_column(head, justify="right")
+    rate = report.spans_per_s
+    whole.add_row(
+        _seconds(report.floor_s),
+        _seconds(report.total_s),
+        "" if report.floor_ratio is None else f"{report.floor_ratio:.1f}x",
+        "" if rate is None else f"{rate:,.0f}",
+        "" if report.peak_rss_mb is None else f"{report.peak_rss_mb:,.0f} MB",
+    )
+    out.print(whole)
+    for r in report.rules:
+        for hint in r.hints:
+            out.print(f"hint: {r.name}: {hint}", markup=False)
+    for r in report.failed:
+        err.print(
+            f"error: rule {r.name} failed at run time and was skipped: {r.error}", markup=False
+        )
+    for note in report.notes:
+        err.print(f"note: {note}", markup=False)
+
+
+def _report_changes(changes: list[Change], previous: Path | None, factor: float) -> None:
+    table = Table(title=f"against {previous} (regression: > {factor:g}x slower)")
+    for head in ("rule", "alone s before", "alone s now", "ratio", "marginal s before",
+                 "marginal s now", "status"):  # fmt: skip
+        table.add_column(head, justify="left" if head in ("rule", "status") else "right")
+    for c in changes:
+        table.add_row(
+            c.name,
+            _seconds(c.before_s),
+            _seconds(c.after_s),
+            "" if c.ratio is None else f"{c.ratio:.2f}x",
+            _seconds(c.before_marginal_s),
+            _seconds(c.after_marginal_s),
+            "REGRESSION" if c.regression else c.status,
+        )
+    out.print(table)
+    slower = [c.name for c in changes if c.regression]
+    if slower:
+        err.print(f"regression: {', '.join(slower)}", markup=False)
 
 
 def main() -> None:
