@@ -45,7 +45,7 @@ from typing import Any
 import polars as pl
 
 from fluo import ast
-from fluo.check import CheckedRule, check_expression
+from fluo.check import CheckedRule
 from fluo.compile import Context, cheap_part, glob_plan, lower
 from fluo.compile_trace import anchor_condition
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
@@ -79,8 +79,8 @@ class RuleBench:
     marginal_cpu_s: float | None = None
     signals: int = 0  # as `fluo run` counts them
     matched: int = 0  # distinct spans (or traces, see `unit`) with a signal
-    unit: str = "spans"
-    selectivity: float = 0.0  # matched / spans (or traces) in the table
+    unit: str = "spans"  # spans, traces, or signals (windowed and correlation rules)
+    selectivity: float | None = 0.0  # matched / spans (or traces); None for `signals`
     columns: tuple[str, ...] = ()
     pushed: str | None = None  # the part of the condition the scan tests first, as DSL
     hints: tuple[str, ...] = ()
@@ -257,9 +257,9 @@ def bench(
     rows: list[RuleBench] = []
     for name in names:
         rule = checked[name]
-        unit = "spans" if rule.level in ("span", "anchored") else "traces"
+        unit = _UNITS.get(rule.level, "traces")
         n_signals, n_matched = counts.get(name, (0, 0))
-        denominator = height if unit == "spans" else traces
+        denominator = {"spans": height, "traces": traces}.get(unit)
         a, w = alone.get(name), without.get(name)
         rows.append(
             RuleBench(
@@ -272,7 +272,7 @@ def bench(
                 signals=n_signals if name not in errors else 0,
                 matched=n_matched if name not in errors else 0,
                 unit=unit,
-                selectivity=n_matched / denominator if denominator and name not in errors else 0.0,
+                selectivity=_share(n_matched, denominator) if name not in errors else None,
                 columns=_rule_columns(rule, plan),
                 pushed=pushed.get(name),
                 hints=tuple(hints(rule, plan, frame)),
@@ -403,6 +403,16 @@ def _maxrss_mb() -> float | None:
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
+#: What a rule's selectivity counts, by level; other levels (trace, sequence, pattern): traces.
+_UNITS = {"span": "spans", "anchored": "spans", "window": "signals", "correlate": "signals"}
+
+
+def _share(matched: int, total: int | None) -> float | None:
+    if total is None:
+        return None
+    return matched / total if total else 0.0
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
@@ -427,8 +437,12 @@ def _counts(signals: pl.DataFrame | None, plan: RunPlan) -> dict[str, tuple[int,
     out: dict[str, tuple[int, int]] = {}
     for rule in plan.rules:
         rows = signals.filter(pl.col("rule") == rule.name)
-        by = "span_id" if rule.level in ("span", "anchored") else "trace_id"
-        out[rule.name] = (rows.height, rows.get_column(by).n_unique() if rows.height else 0)
+        unit = _UNITS.get(rule.level, "traces")
+        if unit == "signals" or not rows.height:
+            out[rule.name] = (rows.height, rows.height)
+            continue
+        by = "span_id" if unit == "spans" else "trace_id"
+        out[rule.name] = (rows.height, rows.get_column(by).n_unique())
     return out
 
 
@@ -531,9 +545,8 @@ def hints(rule: CheckedRule, plan: RunPlan, frame: pl.LazyFrame | None = None) -
                 f"{node.func}(...) builds every candidate's ancestor list by walking parent "
                 "links: no precomputed structure (ancestor path) in the table"
             )
-    window = getattr(rule.rule, "window", None)  # windowed aggregate rules
-    if window is not None and frame is not None:
-        out += _group_hints(window, plan, frame)
+    if rule.window is not None and frame is not None:
+        out += _group_hints(rule.window.by, plan, frame)
     return list(dict.fromkeys(out))
 
 
@@ -564,14 +577,13 @@ def _pattern_text(node: ast.Match) -> str:
     return node.pattern.value if isinstance(node.pattern, ast.Str) else "*?"
 
 
-def _group_hints(window: Any, plan: RunPlan, frame: pl.LazyFrame) -> list[str]:
-    """A windowed aggregate grouped by keys with many distinct values (best effort)."""
-    by = tuple(getattr(window, "by", ()) or ())
+def _group_hints(by: Sequence[ast.Expr], plan: RunPlan, frame: pl.LazyFrame) -> list[str]:
+    """A windowed aggregate grouped by keys with many distinct values."""
     if not by:
         return []
     schema = plan.span.schema
-    try:
-        keys = [lower(check_expression(e, schema)[0], Context(schema)) for e in by]
+    try:  # keys that read trace terms have no plain expression: no hint for them
+        keys = [lower(e, Context(schema)).alias(f"k{i}") for i, e in enumerate(by)]
         groups = frame.select(pl.struct(keys).n_unique()).collect(engine="streaming").item()
     except (FluoError, pl.exceptions.PolarsError, TypeError, ValueError):
         return []

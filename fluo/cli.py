@@ -337,7 +337,9 @@ def _report_bench(report: BenchReport) -> None:
             r.level,
             _seconds(r.alone_s),
             _seconds(r.marginal_s),
-            f"{r.selectivity:.2%} of {r.unit}",
+            f"{r.matched:,} {r.unit}"
+            if r.selectivity is None
+            else f"{r.selectivity:.2%} of {r.unit}",
             f"{r.signals:,}",
             ", ".join(r.columns),
             r.pushed or "no",

@@ -244,3 +244,25 @@ def test_a_rule_the_table_cannot_answer_is_an_error_before_measuring() -> None:
 def test_repeat_must_be_positive() -> None:
     with pytest.raises(DataError):
         bench(fluo.load_rules("rules:\n  e: {when: span.status == ERROR}\n"), SAMPLE, repeat=0)
+
+
+def test_windowed_rules_count_signals_and_hint_at_many_groups() -> None:
+    rules = """
+rules:
+  per_span:
+    window: 1m
+    by: span.span_id
+    when: count >= 2
+  per_service:
+    window: 5m
+    by: span.service
+    when: error_rate > 5%
+"""
+    rule_set = fluo.load_rules(rules)
+    report = bench(rule_set, SAMPLE, repeat=1, marginal=False)
+    counts = fluo.evaluate(rule_set, SAMPLE).counts
+    for r in report.rules:
+        assert r.level == "window" and r.unit == "signals" and r.selectivity is None
+        assert r.signals == r.matched == counts[r.name]
+    assert any("distinct groups" in h for h in report.rule("per_span").hints)
+    assert not report.rule("per_service").hints
