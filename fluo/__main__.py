@@ -2,4 +2,5 @@
 
 from fluo.cli import main
 
-main()
+if __name__ == "__main__":  # not when Dask's worker processes re-import __main__
+    main()

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fluo import engine as scale
 from fluo.ast import SEVERITIES
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
 from fluo.output import SignalWriter, as_text, format_for
@@ -39,6 +40,11 @@ app = typer.Typer(
 )
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Engine(StrEnum):
+    local = "local"
+    dask = "dask"
 
 
 class Format(StrEnum):
@@ -104,20 +110,51 @@ def run(
         Format | None, typer.Option("--format", "-f", help="table, jsonl, csv or parquet.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Rows of the terminal table.")] = 20,
+    engine: Annotated[
+        Engine, typer.Option(help="local, or dask: trace buckets on a Dask cluster.")
+    ] = Engine.local,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Workers of the local Dask cluster.")] = 2,
+    buckets: Annotated[
+        int | None, typer.Option(help="Shuffle the spans into this many trace buckets.")
+    ] = None,
+    memory_limit: Annotated[
+        str | None, typer.Option(help="Pick the bucket count so a bucket fits, e.g. 4GB.")
+    ] = None,
+    scratch: Annotated[
+        Path | None, typer.Option(help="Folder for the shuffle's bucket files (shared).")
+    ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the Dask scheduler.")
+    ] = 10.0,
 ) -> None:
-    """Run rules over spans and report the signals (the violations)."""
+    """Run rules over spans and report the signals (the violations).
+
+    A directory of `bucket=<n>` folders is evaluated one trace bucket at a time (docs/scale.md).
+    """
     try:
+        options = scale.Options(
+            engine=engine.value,
+            buckets=buckets,
+            memory_limit=scale.parse_size(memory_limit) if memory_limit else None,
+            scheduler=scheduler,
+            workers=workers,
+            scratch=str(scratch) if scratch else None,
+            timeout=connect_timeout,
+        )
         rule_set = _load(rules)
         inputs = [str(s) for s in spans] if spans else [str(bundled("shophub/spans.parquet"))]
         chosen = format_for(output, fmt.value if fmt else None)
         if output is not None:
             with SignalWriter(output, chosen) as write:  # streamed, written atomically
-                result = _evaluate(rule_set, inputs, write)
+                result = _evaluate(rule_set, inputs, options, write)
             _report(rule_set, result, 0)
             total = sum(result.counts.values())
             err.print(f"wrote {total} signals to {output}", markup=False)
         else:
-            result = _evaluate(rule_set, inputs)
+            result = _evaluate(rule_set, inputs, options)
             if chosen == "table":
                 _report(rule_set, result, limit)
             elif chosen == "parquet":
@@ -134,7 +171,10 @@ def run(
 
 
 def _evaluate(
-    rule_set: RuleSet, inputs: list[str], sink: Callable[[pl.DataFrame], None] | None = None
+    rule_set: RuleSet,
+    inputs: list[str],
+    options: scale.Options,
+    sink: Callable[[pl.DataFrame], None] | None = None,
 ) -> RunResult:
     """Run the rules, with a progress bar when stderr is a terminal; stream to `sink` if given."""
     bar: Progress | None = None
@@ -149,6 +189,13 @@ def _evaluate(
             bar.update(task, completed=done, total=total, description=f"{Path(label).name}")
 
     def run() -> RunResult:
+        scaled = (
+            scale.evaluate(rule_set, inputs, options, progress=advance)
+            if sink is None
+            else scale.stream(rule_set, inputs, sink, options, progress=advance)
+        )
+        if scaled is not None:  # bucketed input, or options that ask for buckets
+            return scaled
         if sink is None:
             return evaluate(rule_set, inputs, progress=advance)
         return stream(rule_set, inputs, sink, progress=advance)
