@@ -521,6 +521,13 @@ class _Checker:
                 or f"named spans: {', '.join(self.variables)}",
             )
             return node, _ERROR
+        if node.name in ast.WINDOW_METRICS or node.name == "baseline":
+            self.fail(
+                f"'{node.name}' is an aggregate of windowed rules",
+                node,
+                hint="add `window: 5m` to the rule to aggregate over time windows",
+            )
+            return node, _ERROR
         candidates = [f"span.{n}" for n in (*INTRINSICS, *INTRINSIC_ALIASES)]
         hint = did_you_mean(node.name, candidates)
         if hint is None and self.in_aggregate:
@@ -887,6 +894,8 @@ class _Checker:
 
             def bind(n: Expr) -> Expr:
                 if isinstance(n, ast.Baseline) and n.value is None:
+                    if not self.has_baseline:
+                        return n  # reported by _baseline
                     if len(aggregates) == 1:
                         return ast.Baseline(aggregates[0], pos=n.pos)
                     self.fail(
@@ -904,7 +913,7 @@ class _Checker:
         return ast.map_children(node, lambda n: self.bind_baselines(n, allow_bare))
 
     def _baseline(self, node: ast.Baseline) -> tuple[Expr, Type | None]:
-        if node.value is None:
+        if node.value is None and self.has_baseline:
             return node, _ERROR  # reported by bind_baselines
         if not self.has_baseline:
             self.fail(
@@ -913,6 +922,7 @@ class _Checker:
                 hint="e.g. `baseline: previous 12` (windows), `1d ago` or `data`",
             )
             return node, _ERROR
+        assert node.value is not None
         value, kind = self.resolve(node.value)
         if kind is not _ERROR and not _is_window_aggregate(value):
             self.fail("'baseline' takes an aggregate of the window, e.g. p95(span.duration)", node)

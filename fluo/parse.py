@@ -1231,7 +1231,7 @@ def _parse_window(
     baseline = None
     if (base_node := body.get("baseline")) is not None:
         baseline = _collect(errors, functools.partial(parse_baseline, base_node))
-    min_count = count("min_count", 1, 1)
+    min_count = count("min_count", 1, 0)
     exemplars = count("exemplars", 5, 0)
     if len(errors) > before or size is None or every is None:
         return None
