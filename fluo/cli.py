@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fluo import engine as scale
+from fluo import ingest
 from fluo.ast import SEVERITIES
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
 from fluo.output import SignalWriter, as_text, format_for
@@ -45,6 +46,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 class Engine(StrEnum):
     local = "local"
     dask = "dask"
+
+
+class OnError(StrEnum):
+    fail = "fail"
+    skip = "skip"
 
 
 class Format(StrEnum):
@@ -110,6 +116,17 @@ def run(
         Format | None, typer.Option("--format", "-f", help="table, jsonl, csv or parquet.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Rows of the terminal table.")] = 20,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Span format (otlp-json, csv, ...) or mapping profile: a shipped one "
+            "(clickhouse, nezha, deeptralog) or a YAML file. Default: told by content.",
+        ),
+    ] = None,
+    on_error: Annotated[
+        OnError, typer.Option(help="fail, or skip (and count) malformed span records.")
+    ] = OnError.fail,
     engine: Annotated[
         Engine, typer.Option(help="local, or dask: trace buckets on a Dask cluster.")
     ] = Engine.local,
@@ -134,6 +151,7 @@ def run(
 
     A directory of `bucket=<n>` folders is evaluated one trace bucket at a time (docs/scale.md).
     """
+    read = ingest.ReadDefaults(source, on_error=on_error.value)  # for every span read of the run
     try:
         options = scale.Options(
             engine=engine.value,
@@ -163,7 +181,13 @@ def run(
                 sys.stdout.write(as_text(result.signals, chosen))
     except FluoError as exc:
         raise _fail(exc) from None
-    for warning in result.warnings:
+    finally:
+        read.close()
+    try:
+        read_warnings = read.report.warnings()  # duplicates dropped, records skipped
+    except FluoError as exc:
+        raise _fail(exc) from None
+    for warning in [*read_warnings, *result.warnings]:
         err.print(f"warning: {warning}", markup=False)
     if result.failing:
         err.print(f"failing: rule(s) {', '.join(result.failing)} fired", markup=False)

@@ -29,7 +29,12 @@ IPC = "ipc"
 OTLP_JSON = "otlp-json"
 JAEGER_JSON = "jaeger-json"
 ZIPKIN_JSON = "zipkin-json"
-FORMATS = (PARQUET, IPC, OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON)
+#: Text tables, read through a mapping profile (told by their header, or named).
+CSV = "csv"
+TSV = "tsv"
+TEMPO = "tempo-vparquet4"
+OTLP_PROTO = "otlp-proto"
+FORMATS = (PARQUET, IPC, OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON, CSV, TSV)
 #: The JSON formats, parsed eagerly; a JSON file's format is told by its content.
 JSON_FORMATS = (OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON)
 _ALIASES = {
@@ -54,6 +59,8 @@ _SUFFIXES = {
     ".json": OTLP_JSON,
     ".jsonl": OTLP_JSON,
     ".ndjson": OTLP_JSON,
+    ".csv": CSV,
+    ".tsv": TSV,
 }
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -62,6 +69,7 @@ _PARQUET_MAGICS = (b"PAR1", b"PARE")
 ARROW_FILE_MAGIC = b"ARROW1"
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"
 _FEATHER_V1_MAGIC = b"FEA1"
+ZIP_MAGIC = b"PK\x03\x04"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _HIVE_DEFAULT = "__HIVE_DEFAULT_PARTITION__"
 
@@ -185,7 +193,8 @@ def format_from_suffix(path: str) -> str | None:
     name = path.lower()
     if name.endswith(".gz"):
         name = name[:-3]
-        return OTLP_JSON if _SUFFIXES.get(os.path.splitext(name)[1]) == OTLP_JSON else None
+        inner = _SUFFIXES.get(os.path.splitext(name)[1])
+        return inner if inner in (OTLP_JSON, CSV, TSV) else None
     return _SUFFIXES.get(os.path.splitext(name)[1])
 
 
@@ -195,6 +204,11 @@ def detect_format(path: str, head: bytes | None = None) -> str:
         head = read_head(path)
     if not head:
         raise DataError("empty file", path=path)
+    by_suffix = format_from_suffix(path)
+    if by_suffix in (CSV, TSV) and not head.startswith((*_PARQUET_MAGICS, ARROW_FILE_MAGIC)):
+        return by_suffix  # gzipped CSV too
+    if head.startswith(ZIP_MAGIC) and path.lower().endswith(".zip"):
+        return CSV  # an archive of CSV tables, read through a profile
     found = sniff(head)
     if found:
         return sniff_json(path) if found == OTLP_JSON else found
@@ -224,10 +238,12 @@ def _is_hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def _listed(path: str, forced: str | None) -> bool:
+def _listed(path: str, forced: str | None, suffixes: tuple[str, ...] | None = None) -> bool:
     """Whether a file met while walking a directory or a glob is a span file to read."""
     if _is_hidden(os.path.basename(path)):
         return False
+    if suffixes is not None:
+        return path.lower().endswith(suffixes)
     if forced is not None or format_from_suffix(path) is not None:
         return True
     if os.path.splitext(path)[1]:
@@ -239,14 +255,14 @@ def _listed(path: str, forced: str | None) -> bool:
         return False
 
 
-def _walk(root: str, forced: str | None) -> list[str]:
+def _walk(root: str, forced: str | None, suffixes: tuple[str, ...] | None = None) -> list[str]:
     """Every span file under a directory, in sorted order, skipping hidden files and folders."""
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
-            if _listed(full, forced):
+            if _listed(full, forced, suffixes):
                 found.append(full)
     return found
 
@@ -276,13 +292,18 @@ def _glob_root(pattern: str) -> str:
     return str(Path(*fixed)) if fixed else "."
 
 
-def expand_input(item: str | Path, forced: str | None) -> list[SpanFile]:
-    """The span files behind one input (file, directory or glob), with formats and Hive values."""
+def expand_input(
+    item: str | Path, forced: str | None, suffixes: tuple[str, ...] | None = None
+) -> list[SpanFile]:
+    """The span files behind one input (file, directory or glob), with formats and Hive values.
+
+    With `suffixes`, directories and globs yield only files whose names end with one of them.
+    """
     text = os.path.expanduser(os.fspath(item))
     if not text:
         raise DataError("empty path given as span input")
     if os.path.isdir(text):
-        files = _walk(text, forced)
+        files = _walk(text, forced, suffixes)
         if not files:
             raise DataError("directory holds no span files (.parquet, .arrow, .json, ...)", text)
         return [_classify(f, forced, _hive_parts(text, f)) for f in files]
@@ -292,8 +313,8 @@ def expand_input(item: str | Path, forced: str | None) -> list[SpanFile]:
     files = []
     for match in sorted(globlib.glob(text, recursive=True)):
         if os.path.isdir(match):
-            files.extend(_walk(match, forced))
-        elif _listed(match, forced):
+            files.extend(_walk(match, forced, suffixes))
+        elif _listed(match, forced, suffixes):
             files.append(match)
     if not files:
         raise DataError("no span files match this pattern", path=text)
@@ -308,7 +329,11 @@ def _classify(path: str, forced: str | None, hive: dict[str, str | None]) -> Spa
     return SpanFile(path, forced or detect_format(path, head), hive)
 
 
-def expand_inputs(paths: str | Path | Sequence[str | Path], forced: str | None) -> list[SpanFile]:
+def expand_inputs(
+    paths: str | Path | Sequence[str | Path],
+    forced: str | None,
+    suffixes: tuple[str, ...] | None = None,
+) -> list[SpanFile]:
     """Every span file behind `paths`, each once, in the order given."""
     items: list[str | Path] = [paths] if isinstance(paths, str | Path) else list(paths)
     if not items:
@@ -318,7 +343,7 @@ def expand_inputs(paths: str | Path | Sequence[str | Path], forced: str | None) 
     for item in items:
         if not isinstance(item, str | Path):
             raise DataError(f"span input must be a path, not {type(item).__name__}")
-        for span_file in expand_input(item, forced):
+        for span_file in expand_input(item, forced, suffixes):
             key = os.path.realpath(span_file.path)
             if key not in seen:
                 seen.add(key)

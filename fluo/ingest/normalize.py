@@ -18,9 +18,17 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from fluo.errors import DataError
-from fluo.schema import ATTRIBUTE_MAP, CANONICAL_COLUMNS, REQUIRED_COLUMNS, SPAN_KINDS, STATUS_CODES
+from fluo.schema import (
+    ATTRIBUTE_MAP,
+    CANONICAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SPAN_ATTRIBUTE_PREFIX,
+    SPAN_KINDS,
+    STATUS_CODES,
+)
 
 TRACE_ID_HEX = 32
+_PAIR = pl.Struct({"key": pl.String, "value": pl.String})
 SPAN_ID_HEX = 16
 
 
@@ -306,12 +314,23 @@ def finish_spans(raw: pl.DataFrame) -> pl.DataFrame:
     service_name, if absent, is read from resource attribute service.name. Missing columns
     are null. The result has exactly CANONICAL_COLUMNS, in order.
     """
-    have = set(raw.columns)
+    return canonical_frame(raw.lazy()).collect(engine="in-memory")
+
+
+def canonical_frame(raw: pl.LazyFrame, keep: Sequence[str] = ()) -> pl.LazyFrame:
+    """`finish_spans` as a lazy plan: CANONICAL_COLUMNS in order, then the columns in `keep`.
+
+    Missing attribute maps are empty maps; other missing columns are null (kind UNSPECIFIED,
+    status UNSET).
+    """
+    have = set(raw.collect_schema().names())
 
     def col(name: str) -> pl.Expr:
         """A raw column, or a typed null when the reader did not provide it."""
         if name in have:
             return pl.col(name)
+        if name in ("span_attributes", "resource_attributes"):
+            return pl.lit([], dtype=pl.List(_PAIR)).cast(ATTRIBUTE_MAP)
         return pl.lit(None, dtype=CANONICAL_COLUMNS.get(name, pl.Int64()))
 
     service = (
@@ -321,7 +340,8 @@ def finish_spans(raw: pl.DataFrame) -> pl.DataFrame:
     )
     start = col("start_ns").cast(pl.Int64)
     end = col("end_ns").cast(pl.Int64)
-    built = raw.lazy().select(
+    built = raw.select(
+        *(pl.col(c) for c in keep),
         trace_id=id_expr(col("trace_id"), TRACE_ID_HEX),
         span_id=id_expr(col("span_id"), SPAN_ID_HEX),
         parent_span_id=parent_id_expr(col("parent_span_id")),
@@ -340,7 +360,52 @@ def finish_spans(raw: pl.DataFrame) -> pl.DataFrame:
     )
     built = built.with_columns(trace_key=trace_key_expr("trace_id"))
     casts = [pl.col(n).cast(t) for n, t in CANONICAL_COLUMNS.items()]
-    return built.select(casts).collect(engine="in-memory")
+    return built.select(*casts, *keep)
+
+
+# --- promoted attributes -----------------------------------------------------------------
+
+#: Span attributes `promote_attributes` turns into typed `attr.<key>` columns. Old and new
+#: semantic-convention names are both promoted, each from its own key, so that a rule reads
+#: the same value whether the table has the promoted column or only the map.
+PROMOTED_ATTRIBUTES: dict[str, pl.DataType] = {
+    "http.request.method": pl.String(),
+    "http.method": pl.String(),
+    "http.route": pl.String(),
+    "url.full": pl.String(),
+    "http.url": pl.String(),
+    "http.response.status_code": pl.Int64(),
+    "http.status_code": pl.Int64(),
+    "db.system.name": pl.String(),
+    "db.system": pl.String(),
+    "rpc.system": pl.String(),
+    "peer.service": pl.String(),
+    "error.type": pl.String(),
+}
+
+
+def promote_attributes(
+    frame: pl.LazyFrame, keys: Mapping[str, pl.DataType] = PROMOTED_ATTRIBUTES
+) -> pl.LazyFrame:
+    """`frame` with a typed column ``attr.<key>`` for each of `keys`, read from span_attributes.
+
+    Columns that exist already are left alone; a table without a span_attributes map is
+    returned as it is. Integer columns hold null where the text is not an integer (the map
+    keeps the text).
+    """
+    schema = frame.collect_schema()
+    if not isinstance(schema.get("span_attributes"), pl.Map):
+        return frame
+    exprs = []
+    for key, dtype in keys.items():
+        name = SPAN_ATTRIBUTE_PREFIX + key
+        if name in schema:
+            continue
+        value = pl.col("span_attributes").map.get(key)
+        if dtype != pl.String:
+            value = value.str.strip_chars().cast(dtype, strict=False)
+        exprs.append(value.alias(name))
+    return frame.with_columns(exprs) if exprs else frame
 
 
 # --- column types of columnar inputs ------------------------------------------------------

@@ -1,0 +1,107 @@
+"""What reading the spans changed: duplicates dropped, records skipped.
+
+Readers never drop data silently. They add what they dropped to an `IngestReport`, which
+the caller passes to `scan_spans(..., report=...)` and reads afterwards (`fluo run` prints
+`report.warnings()` as warning lines). Eager readers (JSON) count at once; lazy readers
+(CSV and Parquet through a profile) register a count that is computed the first time the
+report is read, with one extra pass over their input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+
+from fluo.errors import DataError
+
+#: What a reader does with a record it cannot read: stop with a DataError, or skip and count it.
+OnError = Literal["fail", "skip"]
+ON_ERROR_CHOICES: tuple[OnError, ...] = ("fail", "skip")
+#: How many skipped records are described in `IngestReport.reasons`.
+MAX_REASONS = 5
+
+
+def check_on_error(value: str) -> OnError:
+    """Validate an `on_error` choice."""
+    if value == "fail":
+        return "fail"
+    if value == "skip":
+        return "skip"
+    raise DataError(f"unknown on_error choice '{value}'; expected fail or skip")
+
+
+@dataclass
+class IngestReport:
+    """Counts of what the readers of one `scan_spans` call dropped, and why.
+
+    `duplicates` are exact duplicate spans (every canonical column equal) removed from
+    inputs that are not canonical Parquet/IPC; `skipped` are malformed records left out with
+    ``on_error="skip"``; `reasons` describes the first few of them (``path:line: reason``).
+    """
+
+    files: list[str] = field(default_factory=list)
+    _duplicates: int = 0
+    _skipped: int = 0
+    _reasons: list[str] = field(default_factory=list)
+    _pending: list[Callable[[], tuple[int, int, list[str]]]] = field(default_factory=list)
+
+    def add_duplicates(self, count: int) -> None:
+        """Count duplicate spans an eager reader dropped."""
+        self._duplicates += count
+
+    def add_skipped(self, count: int, reasons: list[str]) -> None:
+        """Count records an eager reader skipped, with the descriptions of the first ones."""
+        self._skipped += count
+        self._reasons.extend(reasons[: max(0, MAX_REASONS - len(self._reasons))])
+
+    def defer(self, counts: Callable[[], tuple[int, int, list[str]]]) -> None:
+        """Register a lazy reader's (duplicates, skipped, reasons), computed when first read."""
+        self._pending.append(counts)
+
+    def _resolve(self) -> None:
+        while self._pending:
+            duplicates, skipped, reasons = self._pending.pop(0)()
+            self.add_duplicates(duplicates)
+            self.add_skipped(skipped, reasons)
+
+    @property
+    def duplicates(self) -> int:
+        """Exact duplicate spans dropped."""
+        self._resolve()
+        return self._duplicates
+
+    @property
+    def skipped(self) -> int:
+        """Malformed records skipped (``on_error="skip"``)."""
+        self._resolve()
+        return self._skipped
+
+    @property
+    def reasons(self) -> list[str]:
+        """``path:line: reason`` of the first skipped records."""
+        self._resolve()
+        return list(self._reasons)
+
+    def warnings(self) -> list[str]:
+        """One line per kind of loss, for a run's warnings; empty when nothing was dropped."""
+        lines = []
+        if self.duplicates:
+            n = self.duplicates
+            lines.append(f"dropped {n} exact duplicate span{'s' if n != 1 else ''} while reading")
+        if self.skipped:
+            n = self.skipped
+            shown = "; ".join(self.reasons)
+            more = ", ..." if n > len(self.reasons) else ""
+            lines.append(f"skipped {n} malformed record{'s' if n != 1 else ''}: {shown}{more}")
+        return lines
+
+
+def drop_duplicates(frame: pl.DataFrame, report: IngestReport | None) -> pl.DataFrame:
+    """`frame` without exact duplicate rows (first kept, order kept); the count goes to `report`."""
+    unique = frame.unique(maintain_order=True)
+    if report is not None and unique.height != frame.height:
+        report.add_duplicates(frame.height - unique.height)
+    return unique
