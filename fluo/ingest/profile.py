@@ -358,10 +358,11 @@ class _Source:
     """One table a profile reads: a file, or a CSV member of a zip archive."""
 
     label: str
-    frame: pl.LazyFrame  # with a _ROW column: the line (CSV) or record number (Parquet)
+    frame: pl.LazyFrame  # with a _ROW column (the line or record number) if `checked`
     schema: dict[str, pl.DataType]
     text: bool  # CSV/TSV (values are text) rather than Parquet
     tsv: bool
+    checked: bool = True  # records are checked (text is parsed)
 
 
 def _csv_options(profile: Profile, tsv: bool) -> dict[str, Any]:
@@ -391,8 +392,15 @@ def _open_sources(span_file: SpanFile, profile: Profile) -> list[_Source]:
             schema = dict(pl.read_parquet_schema(path))
         except Exception as exc:
             raise DataError(f"not a valid Parquet file: {_reason(exc)}", path=path) from None
-        frame = pl.scan_parquet(path, row_index_name=_ROW, row_index_offset=1)
-        return [_Source(path, frame, schema, text=False, tsv=False)]
+        # Typed columns need no record checks; without them (and the row index they need)
+        # predicates on the canonical columns reach the Parquet scan.
+        checked = any(
+            name in TIME_FIELDS and spec.column in schema and schema[spec.column] == pl.String
+            for name, spec in profile.fields.items()
+        )
+        index = {"row_index_name": _ROW, "row_index_offset": 1} if checked else {}
+        frame = pl.scan_parquet(path, **index)  # type: ignore[arg-type]
+        return [_Source(path, frame, schema, text=False, tsv=False, checked=checked)]
     tsv = profile.format == TSV or (profile.format is None and span_file.format == TSV)
     options = _csv_options(profile, tsv)
     try:
@@ -612,6 +620,8 @@ def _raw_columns(source: _Source, profile: Profile, checks: _Checks) -> dict[str
             out[name] = _enum(text, spec, KIND_BY_SPELLING, "UNSPECIFIED")
         elif name == "status_code":
             out[name] = _enum(text, spec, STATUS_BY_SPELLING, "UNSET")
+        elif name in ("status_message", "scope_name", "scope_version"):
+            out[name] = pl.when(text == "").then(None).otherwise(text)
         elif name == "parent_span_id" and spec.root:
             out[name] = pl.when(text.is_in(list(spec.root))).then(None).otherwise(text)
         else:
@@ -654,6 +664,13 @@ def _checked(
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """The source's raw columns with bad records failing the collect (or filtered out), and
     the frame of bad records (reason, detail, line) for counting them."""
+    if not source.checked:
+        frame = source.frame.select(expr.alias(name) for name, expr in raw.items())
+        return frame, frame.head(0).select(
+            pl.lit(0, pl.Int64).alias(_ROW),
+            pl.lit(0, pl.Int32).alias(_REASON),
+            pl.lit(None, pl.String).alias(_DETAIL),
+        )
     frame = source.frame.select(
         _ROW,
         *(expr.alias(name) for name, expr in raw.items()),
