@@ -38,6 +38,9 @@ SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUM
 MS = 1_000_000
 SEC = 1_000 * MS
 DAY_START_NS = 1_767_225_600 * SEC  # 2026-01-01T00:00:00Z
+DAY_NS = 86_400 * SEC
+#: Larger datasets are generated in parts of at most this many spans (bounded memory).
+PART_SPANS = 5_000_000
 ROW_GROUP_ROWS = 122_000
 DEFAULT_SEED = 7
 
@@ -131,8 +134,14 @@ def _map_array(columns: list, keys: list[str]) -> pa.MapArray:
     return pa.MapArray.from_arrays(pa.array(offsets), key_array, values)
 
 
-def generate_spans(n_spans: int, seed: int = DEFAULT_SEED) -> pl.DataFrame:
-    """`n_spans` canonical spans, sorted by start time (deterministic for a given seed)."""
+def generate_spans(
+    n_spans: int,
+    seed: int | list[int] = DEFAULT_SEED,
+    start_ns: int = DAY_START_NS,
+    length_ns: int = DAY_NS,
+) -> pl.DataFrame:
+    """`n_spans` canonical spans, sorted by start time (deterministic for a given seed);
+    traces start within [start_ns, start_ns + length_ns)."""
     rng = np.random.default_rng(seed)
     n = n_spans
 
@@ -172,7 +181,7 @@ def generate_spans(n_spans: int, seed: int = DEFAULT_SEED) -> pl.DataFrame:
     client = kind == SPAN_KINDS.index("CLIENT")
 
     # times: one day; children start within 2 s of their trace; lognormal durations
-    trace_start = DAY_START_NS + rng.integers(0, 86_400 * SEC, size=n_traces)
+    trace_start = start_ns + rng.integers(0, length_ns, size=n_traces)
     start = trace_start[trace_idx] + np.where(is_root, 0, rng.integers(0, 2 * SEC, size=n))
     duration = np.exp(rng.normal(np.log(20 * MS), 1.3, size=n)).astype(np.int64)
     duration = np.where(is_root, duration * 8, duration)
@@ -316,29 +325,77 @@ def ensure_dataset(data_dir: Path, n_spans: int, seed: int = DEFAULT_SEED) -> tu
     if path.exists() and meta_path.exists():
         return path, json.loads(meta_path.read_text())
     data_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    df = generate_spans(n_spans, seed)
-    t1 = time.perf_counter()
     tmp = path.with_suffix(".tmp")
-    df.write_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, statistics=True)
+    if n_spans <= PART_SPANS:
+        t0 = time.perf_counter()
+        df = generate_spans(n_spans, seed)
+        t1 = time.perf_counter()
+        df.write_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, statistics=True)
+        traces, in_memory = int(df["trace_key"].n_unique()), int(df.estimated_size())
+        del df
+        t2 = time.perf_counter()
+        generate_s, write_s = t1 - t0, t2 - t1
+    else:
+        generate_s, write_s, traces, in_memory = _write_in_parts(tmp, n_spans, seed)
     tmp.replace(path)
-    t2 = time.perf_counter()
     import pyarrow.parquet as pq
 
     md = pq.ParquetFile(path).metadata
     meta = {
         "spans": n_spans,
         "seed": seed,
-        "traces": int(df["trace_key"].n_unique()),
-        "generate_s": round(t1 - t0, 2),
-        "write_s": round(t2 - t1, 2),
+        "traces": traces,
+        "generate_s": round(generate_s, 2),
+        "write_s": round(write_s, 2),
         "bytes": path.stat().st_size,
         "row_groups": md.num_row_groups,
         "rows_per_group": md.row_group(0).num_rows,
-        "in_memory_bytes": int(df.estimated_size()),
+        "in_memory_bytes": in_memory,
     }
+    if n_spans > PART_SPANS:
+        meta["parts"] = -(-n_spans // PART_SPANS)
     meta_path.write_text(json.dumps(meta, indent=1))
     return path, meta
+
+
+def _write_in_parts(tmp: Path, n_spans: int, seed: int) -> tuple[float, float, int, int]:
+    """Generate a large dataset in K parts of at most PART_SPANS spans, part k with its
+    traces starting in the k-th K-th of the day (seed [seed, k]), so memory follows the
+    part. Spans of part k that start after its time slice (children start up to 2 s after
+    their trace) are held back and sorted into part k+1: the file is time-sorted."""
+    import pyarrow.parquet as pq
+
+    parts = -(-n_spans // PART_SPANS)
+    sizes = [n_spans // parts + (1 if k < n_spans % parts else 0) for k in range(parts)]
+    slice_ns = DAY_NS // parts
+    generate_s = write_s = 0.0
+    traces = in_memory = 0
+    carry: pl.DataFrame | None = None
+    writer = None
+    try:
+        for k, size in enumerate(sizes):
+            t0 = time.perf_counter()
+            part = generate_spans(size, [seed, k], DAY_START_NS + k * slice_ns, slice_ns)
+            traces += int(part["trace_key"].n_unique())
+            in_memory += int(part.estimated_size())
+            if carry is not None:
+                part = pl.concat([carry, part]).sort("start_time", maintain_order=True)
+            if k + 1 < parts:
+                end = pl.lit(DAY_START_NS + (k + 1) * slice_ns).cast(pl.Datetime("ns", "UTC"))
+                carry = part.filter(pl.col("start_time") >= end)
+                part = part.filter(pl.col("start_time") < end)
+            t1 = time.perf_counter()
+            table = part.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            del part, table
+            generate_s += t1 - t0
+            write_s += time.perf_counter() - t1
+    finally:
+        if writer is not None:
+            writer.close()
+    return generate_s, write_s, traces, in_memory
 
 
 def main() -> None:

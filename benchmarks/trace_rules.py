@@ -42,10 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +49,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]  # fluo from this checkout, and spangen
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # fluo from this checkout, spangen, harness
+
+import harness  # noqa: E402
+from harness import (  # noqa: E402
+    CASE_EXTRA,
+    agreement,
+    fmt,
+    median,
+    per_rule_counts,
+    ratio,
+    spawn,
+    summarize,
+    wait_for_quiet,
+    warm,
+)
+
 TRACE_YAML = HERE / "trace_rules.yaml"
 ANCESTOR_YAML = HERE / "ancestor_rule.yaml"
 README = HERE / "README.md"
@@ -61,7 +72,6 @@ SECTION = "## Trace-level rules (issue #3)"
 BEGIN, END = "<!-- trace_rules:begin -->", "<!-- trace_rules:end -->"
 
 DIAGNOSIS_REPEAT = 3  # each diagnosis step runs this many times; the fastest counts
-THREADS = 2  # DuckDB threads; Polars uses its default pool (all cores = 2 here)
 SEC = 1_000_000_000
 
 TRACE_VARIANTS = ["fluo", "duckdb", "duckdb_noprefilter", "duckdb_signals", "polars"]
@@ -271,8 +281,6 @@ FROM errors e ANTI JOIN above a ON a.trace_key = e.trace_key AND a.span_id = e.s
 
 # --- one measured case (runs in a child process) ---------------------------------------
 
-_CASE_EXTRA: dict[str, object] = {}
-
 
 def build_case(name: str, path: str) -> Callable[[], object]:
     """A zero-argument callable doing one run of `name`, returning (rule, id) pairs."""
@@ -289,9 +297,9 @@ def build_case(name: str, path: str) -> Callable[[], object]:
             rule_set = fluo.load_rules(yaml)
             t1 = time.perf_counter()
             signals = rule_set.evaluate(path)
-            _CASE_EXTRA["load_s"] = t1 - t0
-            _CASE_EXTRA["evaluate_s"] = time.perf_counter() - t1
-            _CASE_EXTRA["signals"] = signals.height
+            CASE_EXTRA["load_s"] = t1 - t0
+            CASE_EXTRA["evaluate_s"] = time.perf_counter() - t1
+            CASE_EXTRA["signals"] = signals.height
             if name == "fluo_ancestor":
                 return signals.select("rule", pl.col(key).alias("id"))
             return signals.select(
@@ -306,10 +314,7 @@ def build_case(name: str, path: str) -> Callable[[], object]:
         query = polars_query(path)
         return lambda: query.collect(engine="streaming")
     if name in ("duckdb", "duckdb_noprefilter", "duckdb_signals", "duckdb_cte"):
-        import duckdb
-
-        con = duckdb.connect()
-        con.execute(f"SET threads={THREADS}")
+        con = harness.duckdb_connection()
         if name == "duckdb_cte":
             sql = cte_query(path)
         elif name == "duckdb_signals":
@@ -326,42 +331,6 @@ def build_case(name: str, path: str) -> Callable[[], object]:
     if name == "diagnose":
         return lambda: diagnose(path)
     raise SystemExit(f"unknown case {name}")
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def run_case(name: str, path: str, dump: str | None) -> None:
-    """Child process: one timed run; prints one JSON line; optionally writes the pairs."""
-    import polars as pl
-
-    func = build_case(name, path)
-    base_mb = _rss_mb()
-    c0 = os.times()
-    t0 = time.perf_counter()
-    result = func()
-    seconds = time.perf_counter() - t0
-    c1 = os.times()
-    cpu = (c1.user - c0.user) + (c1.system - c0.system)
-    out: dict[str, object] = {
-        "case": name,
-        "seconds": seconds,
-        "cpu_s": cpu,
-        "peak_mb": _rss_mb(),
-        "base_mb": base_mb,
-        **_CASE_EXTRA,
-    }
-    if isinstance(result, pl.DataFrame):
-        out["rows"] = result.height
-        if dump:
-            extra = [c for c in ("anchor", "evidence") if c in result.columns]
-            result.select(
-                pl.col("rule").cast(pl.String), pl.col("id").cast(pl.String), *extra
-            ).write_parquet(dump)
-    else:
-        out["diagnosis"] = result
-    print(json.dumps(out))
 
 
 # --- diagnosis: where fluo's time goes ----------------------------------------------------
@@ -549,51 +518,6 @@ def restricted_walk(lf, key: str, u64: bool):  # -> pl.DataFrame
 # --- the driver --------------------------------------------------------------------------
 
 
-def busy_seconds() -> float:
-    """CPU seconds spent busy by the whole machine since boot (all cores, from /proc/stat)."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return float("nan")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.3) -> float:
-    """Wait (at most `max_wait` s) until other processes use under `threshold` cores."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        before = busy_seconds()
-        time.sleep(0.5)
-        busy = (busy_seconds() - before) / 0.5
-        if busy < threshold or time.monotonic() >= deadline:
-            return busy
-
-
-def spawn(case: str, path: Path, dump: Path | None = None) -> dict:
-    """One run of `case` in a fresh process, plus how much CPU other processes used meanwhile."""
-    cmd = [sys.executable, __file__, "--case", case, "--data", str(path)]
-    if dump:
-        cmd += ["--dump", str(dump)]
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = busy_seconds()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    busy = busy_seconds() - busy
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"case {case} failed:\n{proc.stderr}")
-    child_cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result | {"others_cpu_s": max(0.0, busy - child_cpu)}
-
-
-def warm(path: Path) -> None:
-    """Read the file once so every variant starts with it in the page cache."""
-    with path.open("rb") as f:
-        while f.read(1 << 24):
-            pass
-
-
 def measure(
     variants: list[str], path: Path, runs: int, dumps: Path | None, quiet_wait: float
 ) -> dict[str, list[dict]]:
@@ -605,7 +529,7 @@ def measure(
             dump = dumps / f"{variant}.parquet" if dumps and i == 0 else None
             if quiet_wait > 0:
                 wait_for_quiet(quiet_wait)
-            r = spawn(variant, path, dump)
+            r = spawn_case(variant, path, dump)
             results[variant].append(r)
             print(
                 f"  run {i + 1}/{runs} {variant:20s} {r['seconds']:7.3f} s "
@@ -616,119 +540,22 @@ def measure(
     return results
 
 
-def compare(reference: Path, other: Path) -> dict[str, dict[str, int]]:
-    """Rules whose (rule, id) pairs differ: {rule: {reference, other, missing, extra}}."""
-    import polars as pl
-
-    ref_all, got_all = pl.read_parquet(reference), pl.read_parquet(other)
-    ref = ref_all.select("rule", "id").unique()
-    got = got_all.select("rule", "id").unique()
-    missing = ref.join(got, on=["rule", "id"], how="anti")
-    extra = got.join(ref, on=["rule", "id"], how="anti")
-    details = [c for c in ("anchor", "evidence") if c in ref_all.columns and c in got_all.columns]
-    other_details = pl.DataFrame(schema={"rule": pl.String})
-    if details:  # the same signal: same anchor span and evidence
-        both = ref_all.join(got_all, on=["rule", "id"], suffix="_other")
-        differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_other")) for c in details)
-        other_details = both.filter(differs)
-    if missing.height == 0 and extra.height == 0 and other_details.height == 0:
-        return {}
-
-    def per_rule(frame: pl.DataFrame) -> dict[str, int]:
-        return dict(frame.group_by("rule").len().iter_rows())
-
-    counts_ref, counts_got = per_rule(ref), per_rule(got)
-    miss, ext, det = per_rule(missing), per_rule(extra), per_rule(other_details)
-    return {
-        rule: {
-            "reference": counts_ref.get(rule, 0),
-            "other": counts_got.get(rule, 0),
-            "missing": miss.get(rule, 0),
-            "extra": ext.get(rule, 0),
-            "other_anchor_or_evidence": det.get(rule, 0),
-        }
-        for rule in sorted(set(counts_ref) | set(counts_got))
-        if miss.get(rule) or ext.get(rule) or det.get(rule)
-    }
-
-
-def per_rule_counts(dump: Path) -> dict[str, int]:
-    import polars as pl
-
-    pairs = pl.read_parquet(dump).select("rule", "id").unique()
-    return dict(sorted(pairs.group_by("rule").len().iter_rows()))
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def summarize(runs: list[dict]) -> dict:
-    secs = [r["seconds"] for r in runs]
-    out = {
-        "runs": len(runs),
-        "median_s": median(secs),
-        "min_s": min(secs),
-        "max_s": max(secs),
-        "median_cpu_s": median([r["cpu_s"] for r in runs]),
-        "median_peak_mb": median([r["peak_mb"] for r in runs]),
-        "peaks_mb": [round(r["peak_mb"]) for r in runs],
-        "median_base_mb": median([r["base_mb"] for r in runs]),
-        "rows": runs[0].get("rows"),
-        "seconds": [round(s, 3) for s in secs],
-        "others_cpu_s": [round(r["others_cpu_s"], 2) for r in runs],
-        "median_others_cpu_s": median([r["others_cpu_s"] for r in runs]),
-    }
-    for key in ("load_s", "evaluate_s"):
-        if key in runs[0]:
-            out[f"median_{key}"] = median([r[key] for r in runs])
-    return out
-
-
-def ratio(a: float | None, b: float | None) -> float:
-    return a / b if a is not None and b else float("nan")
-
-
-def _git(*args: str) -> str:
-    try:
-        proc = subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True)
-    except OSError:
-        return ""
-    return proc.stdout.strip()
-
-
 def machine_info(n_spans: int, meta: dict) -> dict:
-    import duckdb
-    import polars as pl
     import pyarrow
 
-    dirty = _git("status", "--porcelain", "--", "fluo")
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": _cpu_model(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
-        "polars": pl.__version__,
-        "duckdb": duckdb.__version__,
+    return harness.machine_info() | {
         "pyarrow": pyarrow.__version__,
         "spans": n_spans,
         "dataset": meta,
-        "duckdb_threads": THREADS,
-        "polars_threads": pl.thread_pool_size(),
-        "fluo_commit": _git("rev-parse", "--short", "HEAD"),
-        "fluo_uncommitted": [line[3:] for line in dirty.splitlines()],
-        "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+def spawn_case(case: str, path: Path, dump: Path | None) -> dict:
+    args = ["--case", case, "--data", str(path)] + (["--dump", str(dump)] if dump else [])
+    result = spawn(Path(__file__), args)
+    if "error" in result:
+        raise SystemExit(f"case {case} failed: {result['error']}")
+    return result
 
 
 def check_rules_in_step() -> None:
@@ -777,7 +604,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.case:
-        run_case(args.case, args.data, args.dump)
+        harness.run_case(args.case, build_case(args.case, args.data), args.dump)
         return
     if args.quiet_wait is None:
         args.quiet_wait = 5.0 if args.spans >= 1_000_000 else 0.0
@@ -808,7 +635,7 @@ def main() -> None:
                 summary[variant]["agrees"] = True
                 answers[variant] = per_rule_counts(dumps / f"{variant}.parquet")
             elif ref in variants:
-                diff = compare(dumps / f"{ref}.parquet", dumps / f"{variant}.parquet")
+                diff = agreement(dumps / f"{ref}.parquet", dumps / f"{variant}.parquet")
                 summary[variant]["agrees"] = not diff
                 if diff:
                     summary[variant]["differences"] = diff
@@ -831,7 +658,7 @@ def main() -> None:
         print("diagnosis: fluo's phases (one run)", flush=True)
         if args.quiet_wait > 0:
             wait_for_quiet(args.quiet_wait)
-        diagnosis = spawn("diagnose", path)["diagnosis"]
+        diagnosis = spawn_case("diagnose", path, None)["result"]
         for k, v in diagnosis.items():
             print(f"  {k}: {v}", flush=True)
 
@@ -907,10 +734,6 @@ def ratios_and_targets(summary: dict) -> tuple[dict, dict]:
             "met": r["wall"] <= 1.0,
         }
     return ratios, targets
-
-
-def fmt(x: float | None, spec: str = ".2f", suffix: str = "") -> str:
-    return "n/a" if x is None or x != x else f"{x:{spec}}{suffix}"
 
 
 def markdown(report: dict) -> str:
@@ -1127,14 +950,7 @@ def update_readme(report: dict, text: str) -> None:
             END,
         ]
     )
-    current = README.read_text() if README.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        current = head + block + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    README.write_text(current)
+    harness.update_readme(BEGIN, END, block)
 
 
 if __name__ == "__main__":
