@@ -167,3 +167,26 @@ def test_bad_timestamp_text_names_file_and_line(tmp_path: Path) -> None:
     message = str(exc.value)
     assert "otel_traces.tsv:3: column 'Timestamp' (start_time) is not a datetime" in message
     assert "'yesterday'" in message
+
+
+def test_promoted_attributes(tmp_path: Path) -> None:
+    """promote=True adds typed attr.* columns (old and new names, each from its own key)."""
+    otel_traces(False).write_parquet(tmp_path / "t.parquet")
+    lf = scan_spans(tmp_path / "t.parquet", promote=True)
+    schema = lf.collect_schema()
+    assert schema["attr.http.status_code"] == pl.Int64
+    assert schema["attr.http.response.status_code"] == pl.Int64
+    assert schema["attr.http.method"] == pl.String
+    df = lf.collect()
+    assert df["attr.http.status_code"].to_list() == [500, None, None]
+    assert df["attr.http.response.status_code"].null_count() == 3  # new name absent here
+    assert df["attr.db.system"].to_list() == [None, "postgresql", None]
+    assert df["span_attributes"].map.get("http.method").to_list() == ["GET", None, None]
+    rules = fluo.load_rules("rules:\n  r:\n    when: span.attributes['http.status_code'] >= 500\n")
+    assert rules.evaluate(lf)["span_id"].to_list() == ["eee19b7ec3c1b174"]
+    # an existing promoted column is left as it is; without promote= the table is canonical
+    kept = lf.with_columns(pl.lit("x").alias("attr.http.route"))
+    from fluo.ingest.normalize import promote_attributes
+
+    assert promote_attributes(kept).collect()["attr.http.route"].to_list() == ["x"] * 3
+    assert list(scan_spans(tmp_path / "t.parquet").collect_schema()) == list(CANONICAL_COLUMNS)

@@ -27,6 +27,7 @@ from fluo.ingest.detect import (
     JAEGER_JSON,
     OTLP_JSON,
     PARQUET,
+    TEMPO,
     TSV,
     ZIP_MAGIC,
     ZIPKIN_JSON,
@@ -49,6 +50,7 @@ from fluo.ingest.profile import (
     shipped_profiles,
 )
 from fluo.ingest.report import IngestReport, OnError, check_on_error, drop_duplicates
+from fluo.ingest.tempo import scan_tempo
 from fluo.ingest.zipkin import read_zipkin_json
 
 _JSON_READERS = {
@@ -197,6 +199,8 @@ def _scan_files(
             parts.append((first, scan_profile(group, key, report=report, on_error=on_error)))
         elif key in (PARQUET, IPC):
             parts += [(first, frame) for frame in scan_columnar(group)]
+        elif key == TEMPO:
+            parts.append((first, scan_tempo(group, report)))
         else:
             parts.append((first, _eager(group, _JSON_READERS[str(key)], report)))
     return parts
@@ -219,6 +223,8 @@ def _reader_of(span_file: SpanFile) -> object:
         columns = list(read_schema(span_file))
         if "trace_id" in columns or "span_id" in columns:
             return PARQUET
+        if {"TraceID", "rs"} <= set(columns):
+            return TEMPO
         found = detect_profile(columns)
         return found if found is not None else PARQUET  # the columnar reader reports it
     return span_file.format

@@ -34,7 +34,7 @@ CSV = "csv"
 TSV = "tsv"
 TEMPO = "tempo-vparquet4"
 OTLP_PROTO = "otlp-proto"
-FORMATS = (PARQUET, IPC, OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON, CSV, TSV)
+FORMATS = (PARQUET, IPC, OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON, CSV, TSV, TEMPO)
 #: The JSON formats, parsed eagerly; a JSON file's format is told by its content.
 JSON_FORMATS = (OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON)
 _ALIASES = {
@@ -46,6 +46,9 @@ _ALIASES = {
     "zipkin": ZIPKIN_JSON,
     "zipkin-v2": ZIPKIN_JSON,
     "zipkin-v2-json": ZIPKIN_JSON,
+    "tempo": TEMPO,
+    "vparquet4": TEMPO,
+    "tempo-vparquet": TEMPO,
 }
 
 _SUFFIXES = {
@@ -238,9 +241,20 @@ def _is_hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
+def _is_tempo_meta(path: str) -> bool:
+    """Whether a file is the meta.json (or meta.compacted.json) of a Tempo block folder."""
+    name = os.path.basename(path)
+    folder = os.path.dirname(path)
+    return name in ("meta.json", "meta.compacted.json") and os.path.isfile(
+        os.path.join(folder, "data.parquet")
+    )
+
+
 def _listed(path: str, forced: str | None, suffixes: tuple[str, ...] | None = None) -> bool:
     """Whether a file met while walking a directory or a glob is a span file to read."""
     if _is_hidden(os.path.basename(path)):
+        return False
+    if _is_tempo_meta(path):
         return False
     if suffixes is not None:
         return path.lower().endswith(suffixes)

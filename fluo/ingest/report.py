@@ -99,6 +99,22 @@ class IngestReport:
         return lines
 
 
+def defer_duplicates(report: IngestReport, spans: pl.LazyFrame) -> None:
+    """Have `report` count the exact duplicates of a lazy table (rows minus distinct rows)
+    the first time it is read: one extra pass over the input."""
+
+    def count() -> tuple[int, int, list[str]]:
+        try:
+            total, distinct = (
+                spans.select(pl.len(), pl.struct(pl.all()).n_unique()).collect().row(0)
+            )
+        except pl.exceptions.PolarsError as exc:
+            raise DataError(f"cannot count duplicate spans: {str(exc).splitlines()[0]}") from None
+        return total - distinct, 0, []
+
+    report.defer(count)
+
+
 def drop_duplicates(frame: pl.DataFrame, report: IngestReport | None) -> pl.DataFrame:
     """`frame` without exact duplicate rows (first kept, order kept); the count goes to `report`."""
     unique = frame.unique(maintain_order=True)
