@@ -26,6 +26,7 @@ from fluo.ingest.detect import (
     IPC,
     JAEGER_JSON,
     OTLP_JSON,
+    OTLP_PROTO,
     PARQUET,
     TEMPO,
     TSV,
@@ -40,6 +41,7 @@ from fluo.ingest.detect import (
 from fluo.ingest.jaeger import read_jaeger_json
 from fluo.ingest.normalize import promote_attributes
 from fluo.ingest.otlp_json import read_otlp_json
+from fluo.ingest.otlp_proto import read_otlp_proto
 from fluo.ingest.parquet import read_schema, scan_columnar
 from fluo.ingest.profile import (
     Profile,
@@ -201,6 +203,8 @@ def _scan_files(
             parts += [(first, frame) for frame in scan_columnar(group)]
         elif key == TEMPO:
             parts.append((first, scan_tempo(group, report)))
+        elif key == OTLP_PROTO:
+            parts.append((first, _eager(group, read_otlp_proto, report)))
         else:
             parts.append((first, _eager(group, _JSON_READERS[str(key)], report)))
     return parts

@@ -34,7 +34,7 @@ CSV = "csv"
 TSV = "tsv"
 TEMPO = "tempo-vparquet4"
 OTLP_PROTO = "otlp-proto"
-FORMATS = (PARQUET, IPC, OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON, CSV, TSV, TEMPO)
+FORMATS = (PARQUET, IPC, OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON, OTLP_PROTO, CSV, TSV, TEMPO)
 #: The JSON formats, parsed eagerly; a JSON file's format is told by its content.
 JSON_FORMATS = (OTLP_JSON, JAEGER_JSON, ZIPKIN_JSON)
 _ALIASES = {
@@ -49,6 +49,9 @@ _ALIASES = {
     "tempo": TEMPO,
     "vparquet4": TEMPO,
     "tempo-vparquet": TEMPO,
+    "proto": OTLP_PROTO,
+    "protobuf": OTLP_PROTO,
+    "otlp-protobuf": OTLP_PROTO,
 }
 
 _SUFFIXES = {
@@ -64,6 +67,9 @@ _SUFFIXES = {
     ".ndjson": OTLP_JSON,
     ".csv": CSV,
     ".tsv": TSV,
+    ".pb": OTLP_PROTO,
+    ".binpb": OTLP_PROTO,
+    ".protobuf": OTLP_PROTO,
 }
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -229,11 +235,24 @@ def detect_format(path: str, head: bytes | None = None) -> str:
         in_list = sniff_json(path)
         if in_list != OTLP_JSON:
             return in_list
+    if _is_otlp_proto(path, head):
+        return OTLP_PROTO
     raise DataError(
         "cannot tell the format of this file (not Parquet, Arrow IPC or span JSON); "
         "pass format= to force one",
         path=path,
     )
+
+
+def _is_otlp_proto(path: str, head: bytes) -> bool:
+    """Whether a file starts like a length-prefixed OTLP protobuf message."""
+    from fluo.ingest.otlp_proto import looks_like_otlp_proto
+
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    return looks_like_otlp_proto(head, size)
 
 
 def _is_hidden(name: str) -> bool:
@@ -264,9 +283,10 @@ def _listed(path: str, forced: str | None, suffixes: tuple[str, ...] | None = No
         return False  # some other kind of file (README.md, meta.yaml, ...)
     try:
         with open(path, "rb") as f:
-            return sniff(f.read(8)) is not None
+            head = f.read(8)
     except OSError:
         return False
+    return sniff(head) is not None or _is_otlp_proto(path, head)
 
 
 def _walk(root: str, forced: str | None, suffixes: tuple[str, ...] | None = None) -> list[str]:
