@@ -196,6 +196,7 @@ fields:
 def test_directory_with_profile_reads_only_tables(tmp_path: Path) -> None:
     (tmp_path / "README.txt").write_text("not spans")
     (tmp_path / "labels.json").write_text("{}")
+    (tmp_path / "MANIFEST.tsv").write_text("file\tsha\n")
     body = "tid,sid,parent,op,pod,type,failed,begin,took\nA,1,-1,x,p,Entry,no,1,1\n"
     (tmp_path / "a.csv").write_text(body)
     with gzip.open(tmp_path / "b.csv.gz", "wt") as f:

@@ -109,8 +109,8 @@ class Profile:
         """File suffixes this profile reads when it walks a directory."""
         if self.format == PARQUET:
             return PARQUET_SUFFIXES
-        if self.format in (CSV, TSV):
-            return (*TEXT_SUFFIXES, ".zip")
+        if self.format in (CSV, TSV):  # a MANIFEST.tsv beside CSV data is not read
+            return (f".{self.format}", f".{self.format}.gz", ".zip")
         return (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, ".zip")
 
     def used_columns(self) -> list[str]:
