@@ -93,7 +93,12 @@ def _fail(exc: FluoError) -> typer.Exit:
 
 
 #: The rule files `fluo run` uses with no arguments (the FLUO library is not among them).
-DEFAULT_RULES = ("rules/seed.yaml", "rules/starter.yaml", "rules/traces.yaml")
+DEFAULT_RULES = (
+    "rules/seed.yaml",
+    "rules/starter.yaml",
+    "rules/traces.yaml",
+    "rules/aggregates.yaml",
+)
 
 
 def _load(paths: list[Path] | None) -> RuleSet:
@@ -127,6 +132,10 @@ def run(
     on_error: Annotated[
         OnError, typer.Option(help="fail, or skip (and count) malformed span records.")
     ] = OnError.fail,
+    baseline: Annotated[
+        list[Path] | None,
+        typer.Option(help="Baseline spans for windowed rules with `baseline: data`."),
+    ] = None,
     engine: Annotated[
         Engine, typer.Option(help="local, or dask: trace buckets on a Dask cluster.")
     ] = Engine.local,
@@ -167,12 +176,12 @@ def run(
         chosen = format_for(output, fmt.value if fmt else None)
         if output is not None:
             with SignalWriter(output, chosen) as write:  # streamed, written atomically
-                result = _evaluate(rule_set, inputs, options, write)
+                result = _evaluate(rule_set, inputs, options, write, baseline=baseline)
             _report(rule_set, result, 0)
             total = sum(result.counts.values())
             err.print(f"wrote {total} signals to {output}", markup=False)
         else:
-            result = _evaluate(rule_set, inputs, options)
+            result = _evaluate(rule_set, inputs, options, baseline=baseline)
             if chosen == "table":
                 _report(rule_set, result, limit)
             elif chosen == "parquet":
@@ -199,8 +208,11 @@ def _evaluate(
     inputs: list[str],
     options: scale.Options,
     sink: Callable[[pl.DataFrame], None] | None = None,
+    *,
+    baseline: list[Path] | None = None,
 ) -> RunResult:
     """Run the rules, with a progress bar when stderr is a terminal; stream to `sink` if given."""
+    base = [str(b) for b in baseline] if baseline else None
     bar: Progress | None = None
     task = None
     if sys.stderr.isatty():
@@ -221,8 +233,8 @@ def _evaluate(
         if scaled is not None:  # bucketed input, or options that ask for buckets
             return scaled
         if sink is None:
-            return evaluate(rule_set, inputs, progress=advance)
-        return stream(rule_set, inputs, sink, progress=advance)
+            return evaluate(rule_set, inputs, progress=advance, baseline=base)
+        return stream(rule_set, inputs, sink, progress=advance, baseline=base)
 
     if bar is None:
         return run()

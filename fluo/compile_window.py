@@ -25,13 +25,21 @@ from fluo import ast
 from fluo.ast import Expr
 from fluo.check import CheckedRule, CheckedWindow, trace_terms, window_aggregates
 from fluo.compile import SIGNAL_SCHEMA, Context, lower, lower_condition, message_expression
-from fluo.compile_trace import EMPTY_VALUE, TracePlan, compile_trace_rules, term_aggregate
+from fluo.compile_trace import (
+    EMPTY_VALUE,
+    QUANTILES,
+    TracePlan,
+    compile_trace_rules,
+    term_aggregate,
+)
 from fluo.errors import CompileError
 from fluo.printer import unparse
 from fluo.schema import UTC_NS, SpanSchema
 
 #: Window start column of the aggregated tables.
 WINDOW = "__w"
+#: Row number of each span in the input: exemplars are ranked by number, read by number.
+ROW = "__row"
 #: Exemplar columns are gathered this many times over, then made unique per trace.
 _EXEMPLAR_SPARE = 4
 
@@ -79,7 +87,7 @@ class WindowPlan:
 
     def tables(self, spans: pl.LazyFrame) -> list[pl.LazyFrame]:
         """One lazy table per family: a row per (group, window) with every rule's aggregates."""
-        rows = self._with_context(spans)
+        rows = self._with_context(spans.with_row_index(ROW))
         return [self._family_table(rows, family) for family in self.families]
 
     def _with_context(self, spans: pl.LazyFrame) -> pl.LazyFrame:
@@ -111,7 +119,8 @@ class WindowPlan:
         """Lowering context of row-level parts (trace terms read their columns)."""
         return self.context.ctx if self.context is not None else Context(self.schema)
 
-    def _family_table(self, rows: pl.LazyFrame, family: Family) -> pl.LazyFrame:
+    def _family_rows(self, rows: pl.LazyFrame, family: Family) -> pl.LazyFrame:
+        """The spans some rule of the family counts, with key columns and window start(s)."""
         ctx = self.row_ctx
         wheres = [r.window.where if r.window else None for r in family.rules]
         if all(w is not None for w in wheres):
@@ -131,38 +140,79 @@ class WindowPlan:
             window = truncated
         keys = [lower(k, ctx).alias(n) for k, n in zip(family.by, family.keys, strict=True)]
         rows = rows.with_columns(*keys, window.alias(WINDOW))
-        if family.sliding:
-            rows = rows.explode(WINDOW)
-        aggs: dict[str, pl.Expr] = {}
-        for rule in family.rules:
-            aggs |= self._rule_aggregates(rule, ctx)
-        return rows.group_by([*family.keys, WINDOW]).agg(
-            [expr.alias(name) for name, expr in aggs.items()]
-        )
+        return rows.explode(WINDOW) if family.sliding else rows
 
-    def _rule_aggregates(self, rule: CheckedRule, ctx: Context) -> dict[str, pl.Expr]:
-        """A rule's aggregates, its span count and its exemplars, filtered by its `where`."""
-        window = _window(rule)
-        where = lower_condition(window.where, ctx) if window.where is not None else None
-        seconds = window.spec.size / 1e9
-        out: dict[str, pl.Expr] = {}
-        count = where.sum() if where is not None else pl.len()
-        out[self.count_column(rule)] = count.cast(pl.Int64)
-        for agg in _rule_window_aggregates(rule):
-            out[self.metrics[(rule.name, agg)]] = _window_aggregate(agg, window.where, ctx, seconds)
-        if window.spec.exemplars:
-            score = [_exemplar_order(rule, ctx)]
-            if _reads_errors(rule):
-                score.insert(0, pl.col("status_code").cast(pl.String) == "ERROR")
-            k = window.spec.exemplars * _EXEMPLAR_SPARE
-            for column in ("trace_id", "span_id"):
-                value = pl.col(column)
-                order = score
-                if where is not None:
-                    value = value.filter(where)
-                    order = [s.filter(where) for s in score]
-                out[f"{self.count_column(rule)}_{column}"] = value.top_k_by(order, k=k)
-        return out
+    def _family_table(self, rows: pl.LazyFrame, family: Family) -> pl.LazyFrame:
+        """One group_by for the family. Percentiles of the same values share one sorted
+        list per group, read at each percentile's rank after the grouping (sorting once
+        instead of once per percentile)."""
+        ctx = self.row_ctx
+        aggs: dict[str, pl.Expr] = {}
+        sorted_lists: dict[tuple[Expr, Expr | None], str] = {}
+        after: dict[str, pl.Expr] = {}
+        for rule in family.rules:
+            window = _window(rule)
+            seconds = window.spec.size / 1e9
+            where = lower_condition(window.where, ctx) if window.where is not None else None
+            count = where.sum() if where is not None else pl.len()
+            aggs[self.count_column(rule)] = count.cast(pl.Int64)
+            for agg in _rule_window_aggregates(rule):
+                name = self.metrics[(rule.name, agg)]
+                if agg.func in QUANTILES and agg.value is not None:
+                    key = (agg.value, _both(window.where, agg.where))
+                    values = sorted_lists.setdefault(key, f"__q{len(sorted_lists)}")
+                    after[name] = _quantile_of_sorted(pl.col(values), QUANTILES[agg.func])
+                else:
+                    aggs[name] = _window_aggregate(agg, window.where, ctx, seconds)
+        for (value, where_node), name in sorted_lists.items():
+            lowered = lower(value, ctx)
+            if where_node is not None:
+                lowered = lowered.filter(lower_condition(where_node, ctx))
+            aggs[name] = lowered.drop_nulls().sort()
+        for j, ranking in enumerate(self.rankings(family)):
+            aggs[f"__x{j}"] = ranking.candidates(ctx)
+        table = (
+            self._family_rows(rows, family)
+            .group_by([*family.keys, WINDOW])
+            .agg([expr.alias(name) for name, expr in aggs.items()])
+        )
+        if not after:
+            return table
+        return table.with_columns(**after).drop(list(sorted_lists.values()))
+
+    def rankings(self, family: Family) -> list[Ranking]:
+        """How the family's rules pick exemplars; rules that select and rank spans alike
+        share one ranking (one top-k per group and window)."""
+        ctx = self.row_ctx
+        found: dict[tuple[Expr | None, bool, Expr | None], list[CheckedRule]] = {}
+        for rule in family.rules:
+            window = _window(rule)
+            if window.spec.exemplars:
+                key = (window.where, _reads_errors(rule), _exemplar_value(rule, ctx))
+                found.setdefault(key, []).append(rule)
+        return [
+            Ranking(
+                where,
+                errors,
+                value,
+                tuple(r.name for r in members),
+                max(_window(r).spec.exemplars for r in members) * _EXEMPLAR_SPARE,
+            )
+            for (where, errors, value), members in found.items()
+        ]
+
+    def exemplar_rows(self, spans: pl.LazyFrame, fired: Sequence[pl.DataFrame]) -> pl.LazyFrame:
+        """(row number, trace id, span id) of every exemplar candidate of the windows that
+        fired: the second, targeted read (only two id columns, only those rows kept)."""
+        wanted = [
+            f.get_column(c).explode() for f in fired for c in f.columns if c.startswith("__x")
+        ]
+        rows = pl.concat(wanted).drop_nulls().unique() if wanted else pl.Series([], dtype=pl.UInt32)
+        return (
+            spans.with_row_index(ROW)
+            .filter(pl.col(ROW).is_in(rows.implode()))
+            .select(ROW, "trace_id", "span_id")
+        )
 
     def count_column(self, rule: CheckedRule) -> str:
         return f"__n{self.rules.index(rule)}"
@@ -213,8 +263,8 @@ class WindowPlan:
                     fills.append(pl.col(self.metrics[(rule.name, agg)]).fill_null(empty))
         return full.with_columns(fills)
 
-    def signals(self, family: int, table: pl.DataFrame) -> list[pl.DataFrame]:
-        """The signals of each rule of a family: the windows where its condition holds."""
+    def fired(self, family: int, table: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a family's judged table where some rule holds: `__rule` names it."""
         fam = self.families[family]
         frames = []
         for rule in fam.rules:
@@ -223,8 +273,27 @@ class WindowPlan:
             ctx = self._table_ctx(rule, fam, table)
             enough = pl.col(self.count_column(rule)) >= window.spec.min_count
             rows = table.filter(enough & lower_condition(local.predicate, ctx))
-            if rows.height:
-                frames.append(self._signal_rows(rule, local, fam, rows, ctx))
+            frames.append(rows.with_columns(pl.lit(rule.name).alias("__rule")))
+        return pl.concat(frames, how="diagonal_relaxed") if frames else table.head(0)
+
+    def signals(
+        self, family: int, fired: pl.DataFrame, ids: pl.DataFrame | None = None
+    ) -> list[pl.DataFrame]:
+        """The signals of each rule of a family from its fired rows; `ids` maps the row
+        numbers of exemplar candidates to their trace and span ids."""
+        fam = self.families[family]
+        rankings = self.rankings(fam)
+        frames = []
+        for rule in fam.rules:
+            rows = fired.filter(pl.col("__rule") == rule.name)
+            if rows.height == 0:
+                continue
+            j = next((j for j, r in enumerate(rankings) if rule.name in r.rules), None)
+            if j is not None and ids is not None:
+                rows = _with_exemplars(rows, f"__x{j}", ids)
+            local = self._local_rule(rule, fam)
+            ctx = self._table_ctx(rule, fam, rows)
+            frames.append(self._signal_rows(rule, local, fam, rows, ctx))
         return frames
 
     def _local_rule(self, rule: CheckedRule, fam: Family) -> CheckedRule:
@@ -270,13 +339,12 @@ class WindowPlan:
         )
         baseline = _reported(base_node, ctx)
         threshold = _reported(_threshold(local.predicate, value_node), ctx)
-        n = self.count_column(rule)
         limit = window.spec.exemplars
         traces = pl.lit(None, dtype=pl.List(pl.String))
         spans = pl.lit(None, dtype=pl.List(pl.String))
-        if limit and f"{n}_trace_id" in rows.columns:
-            traces = pl.col(f"{n}_trace_id").list.unique(maintain_order=True).list.head(limit)
-            spans = pl.col(f"{n}_span_id").list.head(limit)
+        if limit and "__traces" in rows.columns:  # exemplar candidates, best first
+            traces = pl.col("__traces").list.unique(maintain_order=True).list.head(limit)
+            spans = pl.col("__spans").list.head(limit)
         labels = [_key_label(k) for k in window.spec.by]
         group = (
             pl.concat_str(
@@ -317,6 +385,43 @@ class WindowPlan:
         return out.select([pl.col(c).cast(t) for c, t in SIGNAL_SCHEMA.items()])
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """Which spans are exemplars of a window: those `where` selects, failed ones first if
+    `errors_first`, then by `value` (None: duration), highest first; `k` candidates."""
+
+    where: Expr | None
+    errors_first: bool
+    value: Expr | None
+    rules: tuple[str, ...]
+    k: int
+
+    def candidates(self, ctx: Context) -> pl.Expr:
+        """The row numbers of the top `k` spans of a group and window (an aggregation)."""
+        value = lower(self.value, ctx) if self.value is not None else pl.col("duration_ns")
+        order = [value.fill_null(float("-inf"))]
+        if self.errors_first:
+            order.insert(0, pl.col("status_code").cast(pl.String) == "ERROR")
+        rows = pl.col(ROW)
+        if self.where is not None:
+            where = lower_condition(self.where, ctx)
+            rows, order = rows.filter(where), [o.filter(where) for o in order]
+        return rows.top_k_by(order, k=self.k)
+
+
+def _with_exemplars(rows: pl.DataFrame, column: str, ids: pl.DataFrame) -> pl.DataFrame:
+    """`rows` with `__traces` and `__spans`: the ids of the row numbers in `column`, in order."""
+    numbered = rows.with_row_index("__signal")
+    found = (
+        numbered.select("__signal", pl.col(column).alias(ROW))
+        .explode(ROW)
+        .join(ids, on=ROW, how="inner", maintain_order="left")
+        .group_by("__signal", maintain_order=True)
+        .agg(pl.col("trace_id").alias("__traces"), pl.col("span_id").alias("__spans"))
+    )
+    return numbered.join(found, on="__signal", how="left", maintain_order="left").drop("__signal")
+
+
 def _window(rule: CheckedRule) -> CheckedWindow:
     if rule.window is None:
         raise CompileError(f"rule {rule.name} is not a windowed rule")
@@ -344,13 +449,29 @@ def _baselines(rule: CheckedRule) -> list[ast.Baseline]:
     return list(dict.fromkeys(found))
 
 
+def _both(a: Expr | None, b: Expr | None) -> Expr | None:
+    parts = [x for x in (a, b) if x is not None]
+    return None if not parts else parts[0] if len(parts) == 1 else ast.And(tuple(parts))
+
+
+def _quantile_of_sorted(values: pl.Expr, q: float) -> pl.Expr:
+    """The q-quantile of a sorted list, interpolated linearly between the closest ranks
+    (Polars' and DuckDB's `quantile_cont`); null for an empty list."""
+    n = values.list.len()
+    position = (n - 1).cast(pl.Float64) * q
+    low = position.floor().cast(pl.Int64)
+    high = pl.min_horizontal(low + 1, n - 1)
+    below = values.list.get(low, null_on_oob=True).cast(pl.Float64)
+    above = values.list.get(high, null_on_oob=True).cast(pl.Float64)
+    return pl.when(n > 0).then(below + (above - below) * (position - low))
+
+
 def _window_aggregate(
     agg: ast.Aggregate, where: Expr | None, ctx: Context, seconds: float
 ) -> pl.Expr:
     """One window aggregate inside the family's group_by, over the spans that meet both
     the rule's `where` and the aggregate's own condition."""
-    parts = [w for w in (where, agg.where) if w is not None]
-    both = None if not parts else parts[0] if len(parts) == 1 else ast.And(tuple(parts))
+    both = _both(where, agg.where)
     if agg.func == "rate":
         matched = lower_condition(both, ctx).sum() if both is not None else pl.len()
         return matched.cast(pl.Float64) / seconds
@@ -394,16 +515,17 @@ def _with_baseline(
     return table.join(medians, on=keys, how="left", nulls_equal=True)
 
 
-def _exemplar_order(rule: CheckedRule, ctx: Context) -> pl.Expr:
-    """What makes a span a good exemplar: the value the rule aggregates, else its duration."""
+def _exemplar_value(rule: CheckedRule, ctx: Context) -> Expr | None:
+    """What makes a span a good exemplar: the numeric value the rule aggregates first
+    (None: the span's duration)."""
     for agg in window_aggregates(rule.predicate):
-        if agg.value is not None and agg.func not in ("all", "distinct"):
-            value = lower(agg.value, ctx)
-            if ctx.dtype_of(value).is_numeric():
-                return value.fill_null(float("-inf"))
-    if ctx.schema.has("duration_ns"):
-        return pl.col("duration_ns")
-    return pl.lit(0)
+        if (
+            agg.value is not None
+            and agg.func not in ("all", "distinct")
+            and ctx.dtype_of(lower(agg.value, ctx)).is_numeric()
+        ):
+            return agg.value
+    return None
 
 
 def _reads_errors(rule: CheckedRule) -> bool:

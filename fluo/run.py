@@ -20,6 +20,7 @@ from fluo.check import referenced_columns
 from fluo.compile import SIGNAL_SCHEMA, Context, lower_condition
 from fluo.compile_pattern import PatternPlan
 from fluo.compile_trace import TracePlan, sequence_matches
+from fluo.compile_window import WindowPlan
 from fluo.correlate import correlation_signals
 from fluo.errors import DataError, FluoError, RuleError
 from fluo.plan import RunPlan
@@ -227,14 +228,29 @@ def execute(
     if plan.trace is not None:
         frames += _trace_signals(plan.trace, done, frame, warn)
     if plan.window is not None:
-        for i in range(len(plan.window.families)):
-            judged = plan.window.judged(i, done[f"window{i}"], done.get(f"window_baseline{i}"))
-            frames += plan.window.signals(i, judged)
+        frames += _window_signals(plan.window, done, frame)
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     signals = pl.concat([f.select(list(SIGNAL_SCHEMA)) for f in frames], how="vertical_relaxed")
     return signals.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
+
+
+def _window_signals(
+    window: WindowPlan, done: dict[str, pl.DataFrame], frame: pl.LazyFrame
+) -> list[pl.DataFrame]:
+    """The signals of the windowed rules from their collected tables: judge each window,
+    then rank the exemplars of the windows that fired (one more, targeted pass)."""
+    fired = []
+    for i in range(len(window.families)):
+        judged = window.judged(i, done[f"window{i}"], done.get(f"window_baseline{i}"))
+        fired.append(window.fired(i, judged))
+    ids = window.exemplar_rows(frame, fired).collect(engine="streaming")
+    frames: list[pl.DataFrame] = []
+    for i, rows in enumerate(fired):
+        if rows.height:
+            frames += window.signals(i, rows, ids)
+    return frames
 
 
 def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame]:

@@ -89,7 +89,7 @@ def test_check_reports_every_error_with_caret_and_hint(tmp_path: Path) -> None:
 def test_check_accepts_the_bundled_rules_and_prints_the_glob_note() -> None:
     code, stdout, stderr = invoke("check", *(str(REPO / "data" / r) for r in DEFAULT_RULES))
     assert code == 0
-    assert "ok: 11 rules" in stdout
+    assert "ok: 18 rules" in stdout
     assert "note: 'eq' with a '*' in the value matches as a glob pattern" in stderr
 
 
