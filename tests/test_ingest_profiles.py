@@ -367,3 +367,27 @@ def test_cli_from_profile_on_error_and_warnings(tmp_path: Path) -> None:
     assert "warning: skipped 1 malformed record: " in skipped.stderr
     unknown = runner.invoke(app, ["run", str(rules), "--spans", str(data), "--from", "nezah"])
     assert unknown.exit_code == 2 and "did you mean 'nezha'" in unknown.stderr
+
+
+def test_many_files_one_scan_lines_and_hive(tmp_path: Path) -> None:
+    """Files of one header are read by one scan; errors still name the file and its line,
+    and Hive folders still become columns."""
+    header = "tid,sid,parent,op,pod,type,failed,begin,took\n"
+    for day, body in (
+        (1, "A,1,-1,x,p,Entry,no,1,1\nA,2,1,x,p,Entry,no,1,1\n"),
+        (2, "B,1,-1,x,p,Entry,no,1,1\nB,2,1,x,p,Entry,no,later,1\n"),
+    ):
+        (tmp_path / "d" / f"day={day}").mkdir(parents=True)
+        (tmp_path / "d" / f"day={day}" / "spans.csv").write_text(header + body)
+    profile = write_profile(tmp_path)
+    with pytest.raises(DataError) as exc:
+        scan_spans(tmp_path / "d", profile=profile).collect()
+    one_line(exc, "day=2/spans.csv:3: column 'begin'", "'later'")
+    report = IngestReport()
+    df = scan_spans(tmp_path / "d", profile=profile, report=report, on_error="skip").collect()
+    assert df.select("day", "span_id").rows() == [
+        (1, "0000000000000001"),
+        (1, "0000000000000002"),
+        (2, "0000000000000001"),
+    ]
+    assert report.skipped == 1 and "day=2/spans.csv:3: column 'begin'" in report.reasons[0]
