@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +40,10 @@ import pyarrow.parquet as pq
 
 from fluo.buckets import bucket_expr
 from fluo.errors import DataError
-from fluo.ingest import scan_spans
-from fluo.ingest.detect import JSON_FORMATS, SpanFile, check_format, expand_input, hive_columns
+from fluo.ingest import IngestReport, scan_spans, shipped_profiles
+from fluo.ingest.detect import FORMATS, SpanFile, check_format, expand_input, hive_columns
 from fluo.ingest.normalize import trace_key_expr
+from fluo.ingest.profile import is_profile_reference, load_profile
 from fluo.schema import CANONICAL_COLUMNS
 
 MANIFEST_NAME = "_fluo.json"
@@ -57,13 +59,10 @@ MAX_BUCKETS = 4096
 
 DEFAULT_ROW_GROUP_SIZE = 128 * 1024
 DEFAULT_ROWS_PER_FILE = 16 * DEFAULT_ROW_GROUP_SIZE
-DEFAULT_MEMORY_ROWS = 1_000_000
-#: Files read per staging pass: JSON is parsed eagerly, so its units are kept small.
-_JSON_UNIT_BYTES = 64 << 20
-_COLUMNAR_UNIT_BYTES = 2 << 30
-_UNIT_FILES = 256
+DEFAULT_MEMORY_ROWS = 500_000
+#: Staging files open at once (each holds one hour of one bucket of one date).
+_OPEN_STAGING_FILES = 256
 
-_FILE = "__fluo_file__"
 _ROW = "__fluo_row__"
 _HOUR = "__fluo_hour__"  # staging only; not a name a span table would use
 _TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.9fZ"
@@ -129,13 +128,14 @@ def convert(
     """
     started = time.perf_counter()
     options = _Options(buckets, on_error, partition, rows_per_file, row_group_size, memory_rows)
-    forced = check_format(format)
+    suffixes = _input_suffixes(format)
     target = Path(out)
     _check_target(target, overwrite)
-    files, skipped = _expand(inputs, forced, options.skip)
+    forced = None if suffixes is not None else _check_format(format)
+    files, skipped = _expand(inputs, forced, suffixes, options.skip)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".fluo-tmp", dir=_parent(target)))
     try:
-        job = _Conversion(options, tmp, progress or _quiet)
+        job = _Conversion(options, tmp, progress or _quiet, format)
         job.skipped.extend(skipped)
         job.stage(files)
         job.write()
@@ -232,8 +232,29 @@ def _replace(tmp: Path, target: Path) -> None:
 # --- pass 1: inputs to staging files ----------------------------------------------------
 
 
+def _input_suffixes(format: str | None) -> tuple[str, ...] | None:
+    """The file suffixes a mapping profile reads, or None when `format` is not a profile."""
+    if format is None or not is_profile_reference(format):
+        return None
+    return load_profile(format).suffixes
+
+
+def _check_format(format: str | None) -> str | None:
+    """A built-in format name, checked; the error lists the shipped profiles too."""
+    try:
+        return check_format(format)
+    except DataError:
+        raise DataError(
+            f"unknown span format '{format}'; expected a format ({', '.join(FORMATS)}), "
+            f"a shipped profile ({', '.join(shipped_profiles())}) or a profile .yaml file"
+        ) from None
+
+
 def _expand(
-    inputs: str | Path | Sequence[str | Path], forced: str | None, skip: bool
+    inputs: str | Path | Sequence[str | Path],
+    forced: str | None,
+    suffixes: tuple[str, ...] | None,
+    skip: bool,
 ) -> tuple[list[SpanFile], list[Skipped]]:
     """The span files behind the inputs, each once; with `skip`, unreadable inputs are noted.
 
@@ -248,7 +269,7 @@ def _expand(
     seen: set[str] = set()
     for item in items:
         try:
-            found = expand_input(item, forced)
+            found = expand_input(item, forced, suffixes)
         except DataError as exc:
             if not skip:
                 raise
@@ -264,66 +285,39 @@ def _expand(
     return files, skipped
 
 
-def _units(files: Sequence[SpanFile]) -> list[list[int]]:
-    """Indexes of files read together: consecutive, same kind (JSON or columnar), bounded."""
-    units: list[list[int]] = []
-    size = 0
-    for i, span_file in enumerate(files):
-        is_json = span_file.format in JSON_FORMATS
-        limit = _JSON_UNIT_BYTES if is_json else _COLUMNAR_UNIT_BYTES
-        nbytes = _file_size(span_file.path)
-        previous = files[units[-1][-1]] if units else None
-        if (
-            previous is None
-            or (previous.format in JSON_FORMATS) != is_json
-            or size + nbytes > limit
-            or len(units[-1]) >= _UNIT_FILES
-        ):
-            units.append([])
-            size = 0
-        units[-1].append(i)
-        size += nbytes
-    return units
+def _bad_spans() -> list[tuple[pl.Expr, str]]:
+    """Checks every span must pass, as (is bad, reason), on a table with canonical columns."""
+    return [
+        (pl.col("trace_id").is_null(), "trace_id is missing"),
+        (pl.col("span_id").is_null(), "span_id is missing"),
+        (pl.col("duration_ns") < 0, "negative duration"),
+        (pl.col("end_time") < pl.col("start_time"), "end_time is before start_time"),
+    ]
 
 
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
+def _canonical(chunk: pl.DataFrame) -> pl.DataFrame:
+    """Every canonical column (missing ones derived or null), trace keys filled in.
 
-
-def _bad_spans(schema: dict[str, pl.DataType]) -> list[tuple[pl.Expr, str]]:
-    """Checks every span must pass, as (is bad, reason), for the columns the table has."""
-    checks: list[tuple[pl.Expr, str]] = []
-    for column in ("trace_id", "span_id"):
-        checks.append((pl.col(column).is_null(), f"{column} is missing"))
-    if "duration_ns" in schema:
-        checks.append((pl.col("duration_ns") < 0, "negative duration"))
-    if "start_time" in schema and "end_time" in schema:
-        checks.append((pl.col("end_time") < pl.col("start_time"), "end_time is before start_time"))
-    return checks
-
-
-def _canonical(frame: pl.LazyFrame, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
-    """Every canonical column (missing ones derived or null), trace keys filled in."""
+    Applied to each slice after it is read: the trace key's hash of non-hex ids is a
+    Python function, and it would stop Polars from pushing the slice into the scan.
+    """
+    schema = chunk.schema
     exprs: list[pl.Expr] = []
-    times = "start_time" in schema and "end_time" in schema
-    if "duration_ns" not in schema and times:
+    if "duration_ns" not in schema and "start_time" in schema and "end_time" in schema:
         span = pl.col("end_time") - pl.col("start_time")
         exprs.append(span.dt.total_nanoseconds().alias("duration_ns"))
     if "end_time" not in schema and "start_time" in schema and "duration_ns" in schema:
         end = pl.col("start_time") + pl.duration(nanoseconds=pl.col("duration_ns"))
         exprs.append(end.alias("end_time"))
-    key = trace_key_expr("trace_id")
-    if "trace_key" in schema:
-        key = pl.col("trace_key").fill_null(key)
-    exprs.append(key.cast(pl.UInt64).alias("trace_key"))
+    if "trace_key" not in schema or chunk["trace_key"].null_count():
+        key = trace_key_expr("trace_id")
+        if "trace_key" in schema:
+            key = pl.col("trace_key").fill_null(key)
+        exprs.append(key.cast(pl.UInt64).alias("trace_key"))
     have = set(schema) | {e.meta.output_name() for e in exprs}
     exprs += [pl.lit(None, dtype=t).alias(c) for c, t in CANONICAL_COLUMNS.items() if c not in have]
-    internal = (*CANONICAL_COLUMNS, *RESERVED_COLUMNS, _FILE, _ROW)
-    extras = [c for c in schema if c not in internal]
-    return frame.with_columns(exprs).select(*CANONICAL_COLUMNS, *extras, _FILE, _ROW)
+    extras = [c for c in schema if c not in CANONICAL_COLUMNS and c not in RESERVED_COLUMNS]
+    return chunk.with_columns(exprs).select(*CANONICAL_COLUMNS, *extras)
 
 
 @dataclass
@@ -342,14 +336,17 @@ class _Slot:
 class _Conversion:
     """The state of one conversion: staging, counters, files written."""
 
-    def __init__(self, options: _Options, tmp: Path, progress: Progress):
+    def __init__(self, options: _Options, tmp: Path, progress: Progress, format: str | None):
         self.options = options
+        self.format = format
         self.tmp = tmp
         self.staging = tmp / "_staging"
         self.progress = progress
         self.skipped: list[Skipped] = []
-        self.schemas: list[dict[str, pl.DataType]] = []
-        self.units = 0
+        self.schemas: list[pl.Schema] = []
+        self.staged = _Staging(self.staging)
+        self.pending: list[pl.DataFrame] = []
+        self.pending_rows = 0
         self.rows = 0
         self.duplicates = 0
         self.written: list[dict[str, Any]] = []
@@ -359,130 +356,125 @@ class _Conversion:
     # pass 1
 
     def stage(self, files: Sequence[SpanFile]) -> None:
-        """Stream every input into staging files keyed by date, bucket and hour."""
-        hive = {k: v for k, v in hive_columns(files).items() if k not in RESERVED_COLUMNS}
-        done = 0
-        for unit in _units(files):
-            self._stage_unit(files, unit, hive)
-            done += len(unit)
-            self.progress(done, len(files), f"reading {Path(files[unit[-1]].path).name}")
+        """Read every input in slices of `memory_rows` into staging files by date, bucket, hour.
 
-    def _stage_unit(
-        self,
-        files: Sequence[SpanFile],
-        unit: list[int],
-        hive: dict[str, tuple[pl.DataType, list[Any]]],
-    ) -> None:
-        """Stage one unit of files; a failure in a unit of several is retried file by file."""
-        where = self.staging / f"u{self.units:06d}"
-        self.units += 1
+        Slices, not one streaming sink: in Polars 2.1 a Parquet scan decodes ahead of a
+        slower sink, so a sink's memory grows with the input (pola-rs/polars#28569).
+        """
+        hive = {k: v for k, v in hive_columns(files).items() if k not in RESERVED_COLUMNS}
+        for i, span_file in enumerate(files):
+            report = IngestReport()
+            frame = self._open(span_file, hive, i, report)
+            if frame is not None:
+                self._stage_file(span_file.path, frame)
+                self._note_reader(span_file.path, report)
+            self.progress(i + 1, len(files), f"reading {Path(span_file.path).name}")
+        self._flush()
+        self.staged.close()
+
+    def _open(
+        self, span_file: SpanFile, hive: dict[str, Any], i: int, report: IngestReport
+    ) -> pl.LazyFrame | None:
+        """A file's spans, with its Hive columns, or None when skipped as unreadable."""
         try:
-            self._sink_unit(files, unit, hive, where)
+            frame = scan_spans(
+                span_file.path,
+                format=self.format,
+                report=report,
+                on_error="skip" if self.options.skip else "fail",
+            )
+            schema = frame.collect_schema()
+        except DataError as exc:
+            if not self.options.skip:
+                raise
+            self.skipped.append(Skipped(exc.path or span_file.path, exc.message))
+            return None
+        return frame.with_columns(
+            pl.lit(values[i], dtype=dtype).alias(key)
+            for key, (dtype, values) in hive.items()
+            if key not in schema
+        )
+
+    def _stage_file(self, path: str, frame: pl.LazyFrame) -> None:
+        """Stage one file slice by slice; a file that breaks midway fails, or is cut (skip).
+
+        Canonical Parquet and IPC are read a slice at a time (the slice reaches the scan).
+        Other lazy readers (profiles, Tempo) drop duplicates over the whole file, so a
+        slice could not reach their scan: such a file is read whole, then cut.
+        """
+        limit = self.options.memory_rows
+        offset = 0
+        try:
+            if frame.slice(1, 1).explain().startswith("SLICE"):
+                frame = frame.collect().lazy()
+            rows = frame.select(pl.len()).collect().item()
+            while offset < rows:
+                chunk = _canonical(frame.slice(offset, limit).collect())
+                self._add(self._valid(chunk, path, offset))
+                offset += limit
         except (pl.exceptions.PolarsError, OSError) as exc:
-            shutil.rmtree(where, ignore_errors=True)
-            if len(unit) > 1:
-                for i in unit:
-                    self._stage_unit(files, [i], hive)
-                return
-            error = DataError(f"cannot read spans: {_reason(exc)}", path=files[unit[0]].path)
+            error = DataError(f"cannot read spans: {_reason(exc)}", path=path)
             if not self.options.skip:
                 raise error from None
-            self.skipped.append(Skipped(files[unit[0]].path, error.message))
+            where = f" (spans from {offset + 1} on left out)" if offset else ""
+            self.skipped.append(Skipped(path, error.message + where))
 
-    def _read(
-        self, files: Sequence[SpanFile], unit: list[int], hive: dict[str, Any]
-    ) -> list[pl.LazyFrame]:
-        """One lazy frame per readable file of the unit, tagged with file index and row."""
-        frames = []
-        for i in unit:
-            span_file = files[i]
-            try:
-                frame = scan_spans(span_file.path, format=span_file.format)
-                names = frame.collect_schema().names()
-            except DataError as exc:
-                if not self.options.skip:
-                    raise
-                self.skipped.append(Skipped(exc.path or span_file.path, exc.message))
-                continue
-            columns = [
-                pl.lit(values[i], dtype=dtype).alias(key)
-                for key, (dtype, values) in hive.items()
-                if key not in names
-            ]
-            frame = frame.drop([c for c in RESERVED_COLUMNS if c in names])
-            frame = frame.with_row_index(_ROW, offset=1).with_columns(
-                *columns, pl.lit(i, dtype=pl.UInt32).alias(_FILE)
-            )
-            frames.append(frame)
-        return frames
+    def _note_reader(self, path: str, report: IngestReport) -> None:
+        """Count what the reader dropped: duplicates, and malformed records it skipped."""
+        self.duplicates += report.duplicates
+        if report.skipped:
+            reasons = "; ".join(report.reasons) or "malformed records"
+            self.skipped.append(Skipped(path, reasons, report.skipped))
 
-    def _sink_unit(
-        self,
-        files: Sequence[SpanFile],
-        unit: list[int],
-        hive: dict[str, Any],
-        where: Path,
-    ) -> None:
-        frames = self._read(files, unit, hive)
-        if not frames:
+    def _valid(self, chunk: pl.DataFrame, path: str, offset: int) -> pl.DataFrame:
+        """The chunk's valid spans; an invalid one raises (fail) or is left out and noted (skip)."""
+        checks = _bad_spans()
+        bad = chunk.select(pl.any_horizontal(c.fill_null(False) for c, _ in checks)).to_series()
+        if not bad.any():
+            return chunk
+        reasons: Any = pl.when(checks[0][0]).then(pl.lit(checks[0][1]))
+        for check, text in checks[1:]:
+            reasons = reasons.when(check).then(pl.lit(text))
+        found = (
+            chunk.with_row_index(_ROW, offset=offset + 1)
+            .filter(bad)
+            .select(_ROW, reasons.otherwise(None).alias("reason"))
+        )
+        if not self.options.skip:
+            row = found.row(0, named=True)
+            raise DataError(f"span {row[_ROW]}: {row['reason']}", path=path)
+        counts = found.group_by("reason").agg(pl.len(), pl.col(_ROW).min()).sort(_ROW)
+        for reason, n, first in counts.iter_rows():
+            self.skipped.append(Skipped(path, reason, n, first))
+        return chunk.filter(~bad)
+
+    def _add(self, chunk: pl.DataFrame) -> None:
+        """Buffer a chunk; write the buffer to staging once it holds `memory_rows` spans."""
+        self.pending.append(chunk)
+        self.pending_rows += chunk.height
+        if self.pending_rows >= self.options.memory_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Split the buffered spans by date, bucket and hour, and append them to staging."""
+        if not self.pending:
             return
-        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         try:
-            schema = dict(frame.collect_schema())
+            frame = pl.concat(self.pending, how="diagonal_relaxed")
         except pl.exceptions.PolarsError as exc:
-            raise DataError(
-                f"span files have columns of clashing types: {_reason(exc)}",
-                path=files[unit[0]].path,
-            ) from None
-        frame = _canonical(frame, schema)
-        checks = _bad_spans(schema)
-        bad = pl.any_horizontal(c.fill_null(False) for c, _ in checks)
-        if self._report_bad(files, frame, checks, bad):
-            frame = frame.filter(~bad)
+            raise DataError(f"span files have columns of clashing types: {_reason(exc)}") from None
+        self.pending, self.pending_rows = [], 0
+        if frame.schema not in self.schemas:
+            self.schemas.append(frame.schema)
         keys = [pl.col("start_time").dt.date().cast(pl.String).alias("date")]
         if self.options.buckets is not None:
             keys.append(bucket_expr(self.options.buckets).alias("bucket"))
         keys.append(pl.col("start_time").dt.hour().alias(_HOUR))
-        out = frame.drop(_FILE, _ROW).with_columns(keys)
-        key_names = [k.meta.output_name() for k in keys]
-        self.schemas.append({k: v for k, v in out.collect_schema().items() if k not in key_names})
-        where.mkdir(parents=True)
-        out.sink_parquet(
-            pl.PartitionBy(where, key=key_names, include_key=False),
-            compression="lz4",
-            statistics=False,
-            mkdir=True,
-        )
-
-    def _report_bad(
-        self,
-        files: Sequence[SpanFile],
-        frame: pl.LazyFrame,
-        checks: list[tuple[pl.Expr, str]],
-        bad: pl.Expr,
-    ) -> bool:
-        """Find invalid spans: raise for the first (fail), or note them (skip). True if any."""
-        reason: Any = pl.when(checks[0][0]).then(pl.lit(checks[0][1]))
-        for check, text in checks[1:]:
-            reason = reason.when(check).then(pl.lit(text))
-        found = frame.filter(bad).select(_FILE, _ROW, reason.otherwise(None).alias("reason"))
-        if not self.options.skip:
-            first = found.head(1).collect()
-            if first.height:
-                row = first.row(0, named=True)
-                raise DataError(f"span {row[_ROW]}: {row['reason']}", path=files[row[_FILE]].path)
-            return False
-        counts = (
-            found.group_by(_FILE, "reason")
-            .agg(pl.len().alias("n"), pl.col(_ROW).min().alias("first"))
-            .sort(_FILE, "first")
-            .collect()
-        )
-        for row in counts.iter_rows(named=True):
-            self.skipped.append(
-                Skipped(files[row[_FILE]].path, row["reason"], row["n"], row["first"])
-            )
-        return counts.height > 0
+        names = [k.meta.output_name() for k in keys]
+        keyed = frame.with_columns(keys)
+        for values, part in keyed.partition_by(names, as_dict=True, include_key=False).items():
+            key = dict(zip(names, values, strict=True))
+            self.staged.append((key["date"], key.get("bucket"), key[_HOUR]), part)
 
     # pass 2
 
@@ -490,7 +482,7 @@ class _Conversion:
         """Write every partition from its staging slots, in time order, then drop staging."""
         self.schema = _output_schema(self.schemas)
         partitions: dict[tuple[str | None, int | None], list[_Slot]] = {}
-        for slot in _slots(self.staging):
+        for slot in self.staged.slots.values():
             date = slot.date if self.options.partition == "date" else None
             partitions.setdefault((date, slot.bucket), []).append(slot)
         total = sum(len(s) for s in partitions.values())
@@ -662,27 +654,37 @@ class _PartitionWriter:
         self._close_file()
 
 
-def _slots(staging: Path) -> list[_Slot]:
-    """The staging slots, from the Hive folders that `sink_parquet` wrote."""
-    slots: dict[tuple[str | None, int | None, int | None], _Slot] = {}
-    if not staging.is_dir():
-        return []
-    for dirpath, _, filenames in os.walk(staging):
-        parquet = sorted(f for f in filenames if f.endswith(".parquet"))
-        if not parquet:
-            continue
-        parts = dict(p.split("=", 1) for p in Path(dirpath).relative_to(staging).parts if "=" in p)
-        date = _hive_value(parts.get("date"))
-        bucket = _hive_value(parts.get("bucket"))
-        hour = _hive_value(parts.get(_HOUR))
-        key = (date, None if bucket is None else int(bucket), None if hour is None else int(hour))
-        slot = slots.setdefault(key, _Slot(*key))
-        slot.files.extend(os.path.join(dirpath, f) for f in parquet)
-    return list(slots.values())
+class _Staging:
+    """Staging files by slot: each slot's parts appended to one open file, a few hundred open."""
 
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.slots: dict[tuple[str | None, int | None, int | None], _Slot] = {}
+        self.open: OrderedDict[tuple[str | None, int | None, int | None], Any] = OrderedDict()
+        self.count = 0
 
-def _hive_value(text: str | None) -> str | None:
-    return None if text is None or text == NULL_PARTITION else text
+    def append(self, key: tuple[str | None, int | None, int | None], part: pl.DataFrame) -> None:
+        """Append a slot's spans to its open staging file (a new file if none or new columns)."""
+        table = part.to_arrow()
+        writer = self.open.pop(key, None)
+        if writer is not None and writer.schema != table.schema:
+            writer.close()
+            writer = None
+        if writer is None:
+            if len(self.open) >= _OPEN_STAGING_FILES:
+                self.open.popitem(last=False)[1].close()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"{self.count:07d}.parquet"
+            self.count += 1
+            writer = pq.ParquetWriter(path, table.schema, compression="lz4")
+            self.slots.setdefault(key, _Slot(*key)).files.append(str(path))
+        writer.write_table(table)
+        self.open[key] = writer
+
+    def close(self) -> None:
+        """Finish every open staging file."""
+        while self.open:
+            self.open.popitem(last=False)[1].close()
 
 
 def _partition_order(item: tuple[tuple[str | None, int | None], list[_Slot]]) -> tuple[Any, ...]:
@@ -707,7 +709,7 @@ def _time_ranges(
     return list(itertools.pairwise(bounds))
 
 
-def _output_schema(schemas: list[dict[str, pl.DataType]]) -> dict[str, pl.DataType]:
+def _output_schema(schemas: list[pl.Schema]) -> dict[str, pl.DataType]:
     """One schema for every output file: canonical columns, then extras in first-seen order."""
     if not schemas:
         return dict(CANONICAL_COLUMNS)
