@@ -4,6 +4,7 @@ differential test against the plain-Python reference (tests/reference_windows.py
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -439,3 +440,30 @@ def test_explain_shows_one_group_by_per_family() -> None:
     assert plan.window is not None
     text = plan.explain(pl.LazyFrame(schema=plan.window.schema.columns))
     assert "one group_by by keys and window" in text
+
+
+# --- real data ------------------------------------------------------------------------------
+
+
+def test_edge_rule_sees_a_real_network_delay(shared_datasets: Path) -> None:
+    """Nezha OnlineBoutique 2022-08-22: a network delay injected into currencyservice at
+    05:27:06 shows as the frontend -> currencyservice gap, not in its own latency."""
+    from fluo.ingest import scan_spans
+
+    ob = shared_datasets / "nezha-microservice-rca" / "onlineboutique"
+    files = [ob / "2022-08-22" / "trace" / f"05_{m}_trace.csv.gz" for m in (27, 28, 29)]
+    if not all(f.exists() for f in files):
+        pytest.skip("the Nezha minute files are not present")
+    rules = fluo.load_rules(REPO / "data" / "rules" / "regressions.yaml").select(
+        ["call_edge_delay"]
+    )
+    result = fluo.evaluate(
+        rules,
+        scan_spans(files, format="nezha"),
+        baseline=scan_spans(ob / "fault_free", format="nezha"),
+    )
+    out = result.signals
+    assert out["group"].to_list() == ["parent.service=frontend, service=currencyservice"] * 3
+    start = dt.datetime(2022, 8, 22, 5, 27, tzinfo=dt.UTC)
+    assert out["window_start"].to_list() == [start + dt.timedelta(minutes=i) for i in range(3)]
+    assert all(v > 500 for v in out["value"]) and all(b < 20 for b in out["baseline"])
