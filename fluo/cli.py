@@ -53,6 +53,11 @@ class OnError(StrEnum):
     skip = "skip"
 
 
+class Partition(StrEnum):
+    date = "date"
+    none = "none"
+
+
 class Format(StrEnum):
     table = "table"
     jsonl = "jsonl"
@@ -470,6 +475,61 @@ def _report_changes(changes: list[Change], previous: Path | None, factor: float)
     slower = [c.name for c in changes if c.regression]
     if slower:
         err.print(f"regression: {', '.join(slower)}", markup=False)
+
+
+@app.command("convert")
+def convert_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Span files, directories or globs.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the Parquet layout to.")
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="Span format or mapping profile (as for fluo run)."),
+    ] = None,
+    buckets: Annotated[
+        int | None, typer.Option(help="Also split by trace bucket: bucket=<n> folders.")
+    ] = None,
+    on_error: Annotated[
+        OnError, typer.Option(help="fail (write nothing), or skip and report bad input.")
+    ] = OnError.fail,
+    partition: Annotated[
+        Partition, typer.Option(help="date: date=YYYY-MM-DD folders (UTC start), or none.")
+    ] = Partition.date,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace OUT if it exists (a previous conversion).")
+    ] = False,
+) -> None:
+    """Convert spans to canonical Parquet: partitioned, sorted by time, written atomically."""
+    from fluo.convert import convert
+
+    try:
+        with _steps("converting") as progress:
+            report = convert(
+                [str(i) for i in inputs],
+                output,
+                format=source,
+                buckets=buckets,
+                on_error=on_error.value,
+                partition=partition.value,
+                overwrite=overwrite,
+                progress=progress,
+            )
+    except FluoError as exc:
+        raise _fail(exc) from None
+    for item in report.skipped[:10]:
+        count = "" if item.spans is None else f" ({item.spans} spans)"
+        if item.first is not None:
+            count = f" ({item.spans} spans, the first is span {item.first})"
+        err.print(f"warning: skipped {item.path}: {item.reason}{count}", markup=False)
+    if len(report.skipped) > 10:
+        err.print(f"warning: ... and {len(report.skipped) - 10} more skipped", markup=False)
+    err.print(
+        f"wrote {report.spans} spans in {report.files} files to {report.output} "
+        f"({report.duplicates} duplicates dropped, {report.skipped_records} spans and "
+        f"{report.skipped_files} files skipped) in {report.seconds:.1f}s",
+        markup=False,
+    )
 
 
 def main() -> None:

@@ -172,16 +172,16 @@ class _Options:
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR:
-            raise DataError(f"on_error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}")
+            raise DataError(f"choose {' or '.join(ON_ERROR)}, not {self.on_error!r}", "--on-error")
         if self.partition not in PARTITIONS:
             raise DataError(
-                f"partition must be one of {', '.join(PARTITIONS)}, not {self.partition!r}"
+                f"choose {' or '.join(PARTITIONS)}, not {self.partition!r}", "--partition"
             )
         if self.buckets is not None and not 1 <= self.buckets <= MAX_BUCKETS:
-            raise DataError(f"buckets must be between 1 and {MAX_BUCKETS}, not {self.buckets}")
+            raise DataError(f"choose 1 to {MAX_BUCKETS} buckets, not {self.buckets}", "--buckets")
         for name in ("rows_per_file", "row_group_size", "memory_rows"):
             if getattr(self, name) < 1:
-                raise DataError(f"{name} must be at least 1")
+                raise DataError("must be at least 1", name)
 
     @property
     def skip(self) -> bool:
@@ -290,8 +290,8 @@ def _bad_spans() -> list[tuple[pl.Expr, str]]:
     return [
         (pl.col("trace_id").is_null(), "trace_id is missing"),
         (pl.col("span_id").is_null(), "span_id is missing"),
-        (pl.col("duration_ns") < 0, "negative duration"),
         (pl.col("end_time") < pl.col("start_time"), "end_time is before start_time"),
+        (pl.col("duration_ns") < 0, "negative duration"),
     ]
 
 
