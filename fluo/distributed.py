@@ -5,11 +5,11 @@ table's columns); it sends each worker a small task — the rule set (its AST pi
 table's schema and the paths of one bucket's files — and the worker reads the files itself
 and compiles the rules there. Only signals travel back.
 
-Unbucketed input is first shuffled into bucket files by the workers (one task per slice of
-the input, each writing one folder per bucket into a scratch folder every worker can read:
-`Options.scratch`), then the buckets run as with bucketed input. A worker that dies mid-run
-loses only its tasks; the scheduler runs them again elsewhere (Dask's `allowed-failures`),
-so the signals stay complete and exact. An error in a bucket stops the run.
+Unbucketed input is first shuffled into bucket files by the workers (one task per slice of a
+million rows of the input, each writing one folder per bucket into a scratch folder every
+worker can read: `Options.scratch`), then the buckets run as with bucketed input. A worker
+that dies mid-run loses only its tasks; the scheduler runs them again elsewhere (Dask's
+`allowed-failures`), so the signals stay complete and exact. An error in a bucket stops the run.
 
 Needs the `dask` extra: `pip install 'fluo[dask]'`.
 """
@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 
     from fluo.rules import RuleSet
 
-#: Rows per shuffle task when an unbucketed Parquet file is cut into slices.
-SHUFFLE_ROWS = 2_000_000
-
 
 def evaluate(
     rule_set: RuleSet,
@@ -70,8 +67,7 @@ def evaluate(
             futures = client.map(run_shuffle, tasks, pure=False)
             return list(_gather(client, futures))
 
-        slice_rows = SHUFFLE_ROWS
-        with source.buckets(options, shuffle_tasks, slice_rows) as (layout, _):
+        with source.buckets(options, shuffle_tasks) as (layout, _):
             tasks = source.tasks(layout)
             futures = client.map(run_bucket, tasks, pure=False)
             results: list[BucketResult] = []
@@ -87,7 +83,8 @@ def evaluate(
             if rest is not None and not any(r.error for r in results):
                 # windowed rules need every span of a window: one task over the whole input
                 whole = client.submit(run_whole_input, rest, source.spans, pure=False).result()
-    return merge(rule_set, sorted(results, key=lambda r: r.number), whole, _since(started))
+    results.sort(key=lambda r: r.number)
+    return merge(rule_set, source.plan, results, whole, _since(started))
 
 
 def _since(started: float) -> float:

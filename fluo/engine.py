@@ -13,8 +13,8 @@ schema, file paths), and the worker reads the files itself.
 
 Rules that need more than one trace at a time (windowed aggregates: all spans of a time
 window) are not run per bucket: `bucket_plan` leaves them out, and they are evaluated over the
-whole input by `fluo.run.evaluate` (`whole_input_rules`). Correlation rules (over other rules'
-signals) are not supported by bucketed runs yet: a clear error.
+whole input by `fluo.run.evaluate` (`whole_input_rules`). Correlation rules run last, over the
+merged signals, as in `fluo.run.stream`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import polars as pl
 from fluo import run
 from fluo.buckets import bucket_expr
 from fluo.compile import SIGNAL_SCHEMA
+from fluo.correlate import correlation_signals
 from fluo.errors import DataError, FluoError
 from fluo.ingest.detect import JSON_FORMATS, PARQUET, SpanFile, expand_inputs
 from fluo.ingest.normalize import trace_key_expr
@@ -55,6 +56,8 @@ BUCKET_KEY = "bucket"
 MANIFEST = "_fluo.json"
 #: The column the run-time shuffle partitions by (not kept in the bucket files).
 _SHUFFLE_KEY = "__fluo_bucket"
+#: Rows per slice of the run-time shuffle (each slice is one streaming pass, one task).
+SHUFFLE_ROWS = 1_000_000
 #: Signals are handed to a streaming sink this many rows at a time.
 _SINK_ROWS = 1_000_000
 #: In-memory bytes of evaluation per uncompressed byte of input (measured: see docs/scale.md).
@@ -73,6 +76,14 @@ class Options:
     workers: int = 2  # workers of the local Dask cluster
     scratch: str | None = None  # where the run-time shuffle writes (shared by all workers)
     timeout: float = 10.0  # seconds to reach the Dask scheduler
+
+    @property
+    def shuffle_rows(self) -> int:
+        """Rows per slice of a run-time shuffle: a partitioned sink holds its slice in memory
+        (measured: ~0.75 GB per million canonical spans), so half the memory limit at most."""
+        if self.memory_limit is None:
+            return SHUFFLE_ROWS
+        return max(10_000, min(SHUFFLE_ROWS, self.memory_limit // 1500))
 
     @property
     def scaled(self) -> bool:
@@ -332,21 +343,14 @@ def shuffle(
 
 #: Rule levels that need every span of a time window, not of a trace: run over the whole input.
 WHOLE_INPUT_LEVELS = ("window",)
-#: Rule levels a bucketed run cannot evaluate yet.
-UNSUPPORTED_LEVELS = ("correlate",)
+#: Rule levels that run over the signals of other rules, after every bucket.
+SIGNAL_LEVELS = ("correlate",)
 
 
 def bucket_plan(rule_set: RuleSet, schema: SpanSchema) -> RunPlan:
     """The plan of the rules that each bucket can evaluate alone: span and trace rules."""
-    checked = rule_set.check(schema)
-    unsupported = [c.name for c in checked if c.level in UNSUPPORTED_LEVELS]
-    if unsupported:
-        raise FluoError(
-            f"rule '{unsupported[0]}' correlates other rules' signals, which bucketed and "
-            "Dask runs do not support yet; run it without --buckets/--engine dask"
-        )
-    skip = WHOLE_INPUT_LEVELS + UNSUPPORTED_LEVELS
-    return build_plan([c for c in checked if c.level not in skip], schema)
+    skip = WHOLE_INPUT_LEVELS + SIGNAL_LEVELS
+    return build_plan([c for c in rule_set.check(schema) if c.level not in skip], schema)
 
 
 def whole_input_rules(rule_set: RuleSet, schema: SpanSchema) -> RuleSet | None:
@@ -400,7 +404,7 @@ def evaluate(
             progress(len(tasks), len(tasks), source.label)
         whole = source.whole_input()
     del scratch_seconds
-    return merge(rule_set, results, whole, time.perf_counter() - started)
+    return merge(rule_set, source.plan, results, whole, time.perf_counter() - started)
 
 
 def stream(
@@ -456,7 +460,7 @@ class Source:
 
     @contextlib.contextmanager
     def buckets(
-        self, options: Options, shuffle_tasks: ShuffleRunner, slice_rows: int | None = None
+        self, options: Options, shuffle_tasks: ShuffleRunner
     ) -> Iterator[tuple[Layout, float]]:
         """The input's own layout, or one written by a shuffle into a scratch folder (removed
         afterwards); yields it with the seconds the shuffle took."""
@@ -480,7 +484,7 @@ class Source:
         scratch = tempfile.mkdtemp(prefix="fluo-buckets-", dir=options.scratch)
         try:
             started = time.perf_counter()
-            written = self._shuffle(count, scratch, shuffle_tasks, slice_rows)
+            written = self._shuffle(count, scratch, shuffle_tasks, options.shuffle_rows)
             buckets = tuple(
                 Bucket(n, tuple(SpanFile(p, PARQUET) for p in written[n])) for n in sorted(written)
             )
@@ -489,11 +493,22 @@ class Source:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _shuffle(
-        self, count: int, scratch: str, run: ShuffleRunner, slice_rows: int | None
+        self, count: int, scratch: str, run: ShuffleRunner, slice_rows: int
     ) -> dict[int, list[str]]:
+        """Slices of the input (`slice_rows` each: a partitioned sink holds its whole input in
+        memory) written into bucket folders, `part=<i>/<key>=<n>/`: the files of each bucket."""
         if self.files is None or any(f.format in JSON_FORMATS for f in self.files):
             # frames from Python and JSON (parsed eagerly anyway): shuffled in this process
-            pieces = [shuffle(self.frame, self.schema, count, os.path.join(scratch, "part=0"))]
+            total = self.frame.select(pl.len()).collect().item()
+            pieces = [
+                shuffle(
+                    self.frame.slice(offset, slice_rows),
+                    self.schema,
+                    count,
+                    os.path.join(scratch, f"part={i}"),
+                )
+                for i, offset in enumerate(range(0, max(total, 1), slice_rows))
+            ]
         else:
             tasks = [
                 ShuffleTask((f,), self.schema, count, os.path.join(scratch, f"part={i}"), rows)
@@ -508,11 +523,11 @@ class Source:
 
 
 def _slices(
-    files: Sequence[SpanFile], rows: int | None
+    files: Sequence[SpanFile], rows: int
 ) -> Iterator[tuple[SpanFile, tuple[int, int] | None]]:
-    """Each file whole, or (for Parquet, with `rows`) in slices of that many rows."""
+    """Parquet files in slices of `rows` rows; other files whole."""
     for f in files:
-        if rows is None or f.format != PARQUET:
+        if f.format != PARQUET:
             yield f, None
             continue
         import pyarrow.parquet as pq
@@ -546,11 +561,14 @@ def open_input(rule_set: RuleSet, spans: Spans, options: Options) -> Source | No
 
 def merge(
     rule_set: RuleSet,
+    plan: RunPlan,
     results: Sequence[BucketResult],
     whole: pl.DataFrame | None,
     seconds: float,
 ) -> RunResult:
-    """One run's result from its buckets' (an error in any bucket is the run's error)."""
+    """One run's result from its buckets' (an error in any bucket is the run's error), the
+    whole-input rules' signals, then the correlation rules' over them (as `fluo.run.stream`
+    orders them: sorted signals first, each correlation rule's after)."""
     for result in results:
         if result.error is not None:
             raise DataError(result.error, path=result.path)
@@ -563,6 +581,8 @@ def merge(
         )
     else:
         signals = pl.DataFrame(schema=SIGNAL_SCHEMA)
+    correlated = [correlation_signals(rule, signals) for rule in plan.correlations]
+    signals = pl.concat([signals, *correlated], how="vertical_relaxed")
     counts = {r.name: 0 for r in rule_set.enabled}
     for name, n in signals.group_by("rule").len().iter_rows():
         counts[name] += n

@@ -78,6 +78,30 @@ def test_bucketed_layout_gives_the_in_memory_signals(
     assert reference.signals.height > 1000 and len(reference.fired) >= 8
 
 
+CORRELATION = """
+rules:
+  gateway_slow_and_failing:
+    severity: high
+    correlate:
+      rules: [payment_gateway_bottleneck, http_server_errors]
+      within: 5m
+      by: service
+"""
+
+
+def test_windowed_and_correlation_rules_run_over_the_whole_input(tmp_path: Path) -> None:
+    (tmp_path / "correlate.yaml").write_text(CORRELATION)
+    rules = fluo.load_rules([*(bundled(r) for r in DEFAULT_RULES), tmp_path / "correlate.yaml"])
+    root = write_buckets(pl.scan_parquet(SHOPHUB), tmp_path / "b", 4)
+    want = fluo.evaluate(rules, str(root))
+    levels = {c.name: c.level for c in rules.check()}
+    fired = {levels[name] for name in want.fired}
+    assert {"window", "correlate"} <= fired
+    got = engine.evaluate(rules, str(root))
+    assert got is not None
+    same(got, want)
+
+
 def test_run_time_shuffle_gives_the_in_memory_signals(
     rules: RuleSet, reference: fluo.RunResult, tmp_path: Path
 ) -> None:
