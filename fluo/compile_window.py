@@ -87,7 +87,7 @@ class WindowPlan:
 
     def tables(self, spans: pl.LazyFrame) -> list[pl.LazyFrame]:
         """One lazy table per family: a row per (group, window) with every rule's aggregates."""
-        rows = self._with_context(spans.with_row_index(ROW))
+        rows = self._with_context(spans)
         return [self._family_table(rows, family) for family in self.families]
 
     def _with_context(self, spans: pl.LazyFrame) -> pl.LazyFrame:
@@ -169,8 +169,6 @@ class WindowPlan:
             if where_node is not None:
                 lowered = lowered.filter(lower_condition(where_node, ctx))
             aggs[name] = lowered.drop_nulls().sort()
-        for j, ranking in enumerate(self.rankings(family)):
-            aggs[f"__x{j}"] = ranking.candidates(ctx)
         table = (
             self._family_rows(rows, family)
             .group_by([*family.keys, WINDOW])
@@ -200,6 +198,21 @@ class WindowPlan:
             )
             for (where, errors, value), members in found.items()
         ]
+
+    def candidates(self, spans: pl.LazyFrame, family: int, fired: pl.DataFrame) -> pl.LazyFrame:
+        """The row numbers of the exemplar candidates of the windows that fired, one list
+        column `__x<j>` per ranking: a second pass that ranks only the spans of those
+        (group, window)s, so its cost follows what fired, not the whole input."""
+        fam = self.families[family]
+        ctx = self.row_ctx
+        on = [*fam.keys, WINDOW]
+        windows = fired.select(on).unique()
+        rows = self._family_rows(self._with_context(spans.with_row_index(ROW)), fam)
+        rows = rows.join(windows.lazy(), on=on, how="semi", nulls_equal=True)
+        aggs = [r.candidates(ctx).alias(f"__x{j}") for j, r in enumerate(self.rankings(fam))]
+        if not aggs:
+            return windows.lazy()
+        return rows.group_by(on).agg(aggs)
 
     def exemplar_rows(self, spans: pl.LazyFrame, fired: Sequence[pl.DataFrame]) -> pl.LazyFrame:
         """(row number, trace id, span id) of every exemplar candidate of the windows that

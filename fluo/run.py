@@ -20,7 +20,7 @@ from fluo.check import referenced_columns
 from fluo.compile import SIGNAL_SCHEMA, Context, lower_condition
 from fluo.compile_pattern import PatternPlan
 from fluo.compile_trace import TracePlan, sequence_matches
-from fluo.compile_window import WindowPlan
+from fluo.compile_window import WINDOW, WindowPlan
 from fluo.correlate import correlation_signals
 from fluo.errors import DataError, FluoError, RuleError
 from fluo.plan import RunPlan
@@ -245,6 +245,11 @@ def _window_signals(
     for i in range(len(window.families)):
         judged = window.judged(i, done[f"window{i}"], done.get(f"window_baseline{i}"))
         fired.append(window.fired(i, judged))
+    wanted = [i for i, rows in enumerate(fired) if rows.height]
+    ranked = pl.collect_all([window.candidates(frame, i, fired[i]) for i in wanted])
+    on = {i: [*window.families[i].keys, WINDOW] for i in wanted}
+    for i, candidates in zip(wanted, ranked, strict=True):
+        fired[i] = fired[i].join(candidates, on=on[i], how="left", nulls_equal=True)
     ids = window.exemplar_rows(frame, fired).collect(engine="streaming")
     frames: list[pl.DataFrame] = []
     for i, rows in enumerate(fired):
