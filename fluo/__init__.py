@@ -10,12 +10,14 @@ tables (Parquet, Arrow IPC, OTLP JSON) to produce signals.
 """
 
 from fluo.bench import BenchReport, bench
+from fluo.convert import ConvertReport, convert
 from fluo.errors import DataError, Diagnostic, FluoError, RuleError
 from fluo.rules import RuleSet, load_rules
 from fluo.run import RunResult, evaluate
 
 __all__ = [
     "BenchReport",
+    "ConvertReport",
     "DataError",
     "Diagnostic",
     "FluoError",
@@ -23,6 +25,7 @@ __all__ = [
     "RuleSet",
     "RunResult",
     "bench",
+    "convert",
     "evaluate",
     "load_rules",
 ]
