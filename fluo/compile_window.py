@@ -593,6 +593,10 @@ def _threshold(predicate: Expr, value: Expr | None) -> Expr | None:
 
 
 def _key_label(key: Expr) -> str:
+    """How a group key is named in the `group` column: `service`, `parent.service`,
+    `route` for `span.attributes["route"]`, `resource.k8s.namespace`."""
+    if isinstance(key, ast.Attribute):
+        return key.key if key.scope == "span" else f"resource.{key.key}"
     text = unparse(key)
     return text[len("span.") :] if text.startswith("span.") else text
 

@@ -467,3 +467,30 @@ def test_edge_rule_sees_a_real_network_delay(shared_datasets: Path) -> None:
     start = dt.datetime(2022, 8, 22, 5, 27, tzinfo=dt.UTC)
     assert out["window_start"].to_list() == [start + dt.timedelta(minutes=i) for i in range(3)]
     assert all(v > 500 for v in out["value"]) and all(b < 20 for b in out["baseline"])
+
+
+def test_null_group_keys_form_their_own_group() -> None:
+    rows = [S("a", 0, attrs={"route": "/x"}), S("a", 1, attrs={}), S("a", 2, attrs={})]
+    out = run('window: 5m\nby: span.attributes["route"]\nwhen: count == 2', *rows)
+    assert out["group"].to_list() == ["route=null"]
+
+
+@pytest.mark.parametrize(
+    "spec", ["previous 3", "{previous: 3}", "offset 5m", "5m ago", "{offset: 5m}"]
+)
+def test_baseline_spellings(spec: str) -> None:
+    out = run(
+        f"window: 5m\nbaseline: {spec}\nwhen: avg(span.duration) - baseline > 200ms",
+        *latency_rows(slow_from=20, minutes=25),
+    )
+    assert windows(out) == [(None, 20)]
+
+
+def test_sliding_windows_with_empty_windows() -> None:
+    out = run(
+        "window: 2m\nevery: 1m\nby: span.service\nmin_count: 0\nwhen: count == 0",
+        S("a", 0),
+        S("a", 5),
+    )
+    # minute 0 is in [-1,1) and [0,2); minute 5 in [4,6) and [5,7): [1,3) [2,4) [3,5) are empty
+    assert windows(out) == [("a", 1), ("a", 2), ("a", 3)]
