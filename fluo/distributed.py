@@ -21,15 +21,16 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fluo import engine
 from fluo.engine import (
+    WHOLE_INPUT,
     BucketResult,
     Options,
     ShuffleTask,
-    merge,
-    open_input,
+    Source,
     run_bucket,
     run_shuffle,
     run_whole_input,
@@ -57,9 +58,16 @@ def evaluate(
     cluster of `options.workers` worker processes is started for the run.
     """
     options = dataclasses.replace(options or Options(), engine="dask")
-    started = time.perf_counter()
-    source = open_input(rule_set, spans, options)
-    assert source is not None  # a dask run always goes through buckets
+    result = engine.evaluate(rule_set, spans, options, progress=progress)
+    assert result is not None  # a dask run always goes through buckets
+    return result
+
+
+def bucket_results(
+    source: Source, options: Options, progress: Progress | None = None
+) -> Generator[BucketResult, None, None]:
+    """The buckets' results as the workers finish them, then the whole-input rules' (one
+    task over the whole input: windowed rules need every span of a window)."""
     with connect(options) as connected:
         client: Any = connected
 
@@ -70,21 +78,17 @@ def evaluate(
         with source.buckets(options, shuffle_tasks) as (layout, _):
             tasks = source.tasks(layout)
             futures = client.map(run_bucket, tasks, pure=False)
-            results: list[BucketResult] = []
-            for done, result in enumerate(_as_completed(client, futures)):
-                if progress:
-                    progress(done, len(tasks), source.label)
-                results.append(result)
-                if result.error is not None:
-                    client.cancel(futures)
-                    break
-            whole = None
-            rest = whole_input_rules(rule_set, source.schema)
-            if rest is not None and not any(r.error for r in results):
-                # windowed rules need every span of a window: one task over the whole input
-                whole = client.submit(run_whole_input, rest, source.spans, pure=False).result()
-    results.sort(key=lambda r: r.number)
-    return merge(rule_set, source.plan, results, whole, _since(started))
+            try:
+                for done, result in enumerate(_as_completed(client, futures)):
+                    if progress:
+                        progress(done, len(tasks), source.label)
+                    yield result
+                rest = whole_input_rules(source.rule_set, source.schema)
+                if rest is not None:
+                    whole = client.submit(run_whole_input, rest, source.spans, pure=False)
+                    yield BucketResult(WHOLE_INPUT, _gather(client, [whole])[0])
+            finally:
+                client.cancel(futures)
 
 
 def _since(started: float) -> float:
@@ -136,6 +140,8 @@ def connect(options: Options) -> Iterator[Client]:
 def _gather(client: Any, futures: list[Any]) -> list[Any]:
     try:
         return list(client.gather(futures))
+    except FluoError:  # raised by a task (a data error): as it is
+        raise
     except Exception as exc:  # a task that kept killing workers, a lost scheduler
         raise FluoError(f"the Dask cluster failed the run: {_first_line(exc)}") from None
 

@@ -20,7 +20,7 @@ merged signals, as in `fluo.run.stream`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import itertools
 import json
 import math
 import os
@@ -28,10 +28,10 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -229,7 +229,8 @@ def read_manifest(root: str) -> tuple[int, list[str]] | None:
         raise DataError(f"unreadable manifest: {_first_line(exc)}", path=str(path)) from None
     if not isinstance(count, int) or count < 1:
         raise DataError(
-            f"the manifest says buckets: {count}, yet there are bucket=<n> folders", str(path)
+            f"the manifest says buckets: {count}, yet there are bucket=<n> folders",
+            str(path),
         )
     for name, size in listed.items():
         file = Path(root) / name
@@ -380,31 +381,18 @@ def evaluate(
     With `options.engine == "dask"` the buckets run on a Dask cluster (`fluo.distributed`).
     The signals are exactly those of `fluo.run.evaluate`, in the same order.
     """
-    options = options or Options()
-    if options.engine == "dask":
-        from fluo import distributed
-
-        return distributed.evaluate(rule_set, spans, options, progress=progress)
-    if options.engine != "local":
-        raise FluoError(f"unknown engine {options.engine!r}; expected local or dask")
+    options = _checked(options)
     started = time.perf_counter()
     source = open_input(rule_set, spans, options)
     if source is None:
         return None
-    with source.buckets(options, shuffle_tasks=_run_here) as (layout, scratch_seconds):
-        tasks = source.tasks(layout)
-        results = []
-        for i, task in enumerate(tasks):
-            if progress:
-                progress(i, len(tasks), task.bucket.label)
-            results.append(run_bucket(task))
-            if results[-1].error is not None:
-                break
-        if progress:
-            progress(len(tasks), len(tasks), source.label)
-        whole = source.whole_input()
-    del scratch_seconds
-    return merge(rule_set, source.plan, results, whole, time.perf_counter() - started)
+    with contextlib.closing(bucket_results(source, options, progress)) as results:
+        done = []
+        for result in results:
+            if result.error is not None:
+                raise DataError(result.error, path=result.path)
+            done.append(result)
+    return merge(rule_set, source.plan, done, time.perf_counter() - started)
 
 
 def stream(
@@ -415,16 +403,125 @@ def stream(
     *,
     progress: Progress | None = None,
 ) -> RunResult | None:
-    """`evaluate`, handing the sorted signals to `sink` a million rows at a time; the result
-    keeps the first signal of each rule (as `fluo.run.stream` does). None: not bucketed."""
-    result = evaluate(rule_set, spans, options, progress=progress)
-    if result is None:
+    """`evaluate`, handing the signals to `sink` in order, a million at a time, with memory
+    bounded by a bucket and a million signals, not by all the signals of the run.
+
+    Each bucket's signals are spilled to a Parquet file as they come; then windows of time
+    holding about a million signals each are read back from all the files, sorted and handed
+    on. The result keeps the first signal of each rule (as `fluo.run.stream` does).
+    None: not bucketed.
+    """
+    options = _checked(options)
+    started = time.perf_counter()
+    source = open_input(rule_set, spans, options)
+    if source is None:
         return None
-    signals = result.signals
-    for offset in range(0, signals.height, _SINK_ROWS):
-        sink(signals.slice(offset, _SINK_ROWS))
-    sample = signals.group_by("rule", maintain_order=True).head(1)
-    return dataclasses.replace(result, signals=sample)
+    counts = {r.name: 0 for r in rule_set.enabled}
+    samples: list[pl.DataFrame] = []
+
+    def take(signals: pl.DataFrame) -> None:
+        for name, n in signals.group_by("rule").len().iter_rows():
+            counts[name] += n
+        samples.append(signals.group_by("rule", maintain_order=True).head(1))
+        sink(signals)
+
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="fluo-signals-", dir=options.scratch) as spill:
+        files: dict[int, str] = {}
+        with contextlib.closing(bucket_results(source, options, progress)) as results:
+            for result in results:
+                if result.error is not None:
+                    raise DataError(result.error, path=result.path)
+                warnings.extend(result.warnings)
+                if result.signals.height:
+                    files[result.number] = os.path.join(spill, f"{len(files)}.parquet")
+                    result.signals.write_parquet(files[result.number], row_group_size=65_536)
+        ordered = [files[n] for n in sorted(files, key=_bucket_order)]
+        for chunk in _sorted_chunks(ordered):
+            take(chunk)
+        if source.plan.correlations and ordered:
+            named = {
+                n
+                for r in source.plan.correlations
+                if r.rule.correlate
+                for n in r.rule.correlate.rules
+            }
+            seen = pl.scan_parquet(ordered).filter(pl.col("rule").is_in(list(named))).collect()
+            for rule in source.plan.correlations:
+                take(correlation_signals(rule, seen))
+    failing = tuple(r.name for r in rule_set.enabled if r.fails_run and counts.get(r.name))
+    sample = (
+        pl.concat(samples).unique("rule", keep="first", maintain_order=True)
+        if samples
+        else pl.DataFrame(schema=SIGNAL_SCHEMA)
+    )
+    seconds = time.perf_counter() - started
+    return RunResult(sample, counts, failing, seconds, tuple(dict.fromkeys(warnings)))
+
+
+def _checked(options: Options | None) -> Options:
+    options = options or Options()
+    if options.engine not in ("local", "dask"):
+        raise FluoError(f"unknown engine {options.engine!r}; expected local or dask")
+    return options
+
+
+def bucket_results(
+    source: Source, options: Options, progress: Progress | None = None
+) -> Generator[BucketResult, None, None]:
+    """Each bucket's result as it is done (in any order), then the whole-input rules' signals
+    (number -1). Stop at the first result with an error; close the iterator when done."""
+    if options.engine == "dask":
+        from fluo import distributed
+
+        yield from distributed.bucket_results(source, options, progress)
+        return
+    with source.buckets(options, shuffle_tasks=_run_here) as (layout, _):
+        tasks = source.tasks(layout)
+        for i, task in enumerate(tasks):
+            if progress:
+                progress(i, len(tasks), task.bucket.label)
+            yield run_bucket(task)
+        if progress:
+            progress(len(tasks), len(tasks), source.label)
+        whole = source.whole_input()
+        if whole is not None:
+            yield BucketResult(WHOLE_INPUT, whole)
+
+
+#: The number of the result that holds the whole-input (windowed) rules' signals.
+WHOLE_INPUT = -1
+
+_ORDER = ["time", "rule", "trace_id", "span_id"]
+
+
+def _bucket_order(number: int) -> tuple[bool, int]:
+    """Buckets by number, the whole-input result last: the order `merge` concatenates in."""
+    return number == WHOLE_INPUT, number
+
+
+def _sorted_chunks(files: Sequence[str]) -> Iterator[pl.DataFrame]:
+    """All signals of `files` in execute()'s order, as chunks of about `_SINK_ROWS` rows: one
+    window of time at a time (the files are read once per window, pruned by row-group
+    statistics), then the signals without a time."""
+    if not files:
+        return
+    scan = pl.scan_parquet(list(files))
+    times = scan.select(pl.col("time").drop_nulls().sort()).collect().to_series()
+    cuts = times.gather_every(_SINK_ROWS, offset=_SINK_ROWS).unique(maintain_order=True)
+    edges: list[Any] = [None, *cuts.to_list(), None]
+    for low, high in itertools.pairwise(edges):
+        window = pl.col("time").is_not_null()
+        if low is not None:
+            window &= pl.col("time") >= low
+        if high is not None:
+            window &= pl.col("time") < high
+        chunk = scan.filter(window).collect()
+        if chunk.height:
+            yield chunk.sort(_ORDER, nulls_last=True, maintain_order=True)
+    untimed = scan.filter(pl.col("time").is_null()).collect()
+    if untimed.height:
+        yield untimed.sort(_ORDER, nulls_last=True, maintain_order=True)
 
 
 def _run_here(tasks: Sequence[ShuffleTask]) -> list[dict[int, list[str]]]:
@@ -560,11 +657,7 @@ def open_input(rule_set: RuleSet, spans: Spans, options: Options) -> Source | No
 
 
 def merge(
-    rule_set: RuleSet,
-    plan: RunPlan,
-    results: Sequence[BucketResult],
-    whole: pl.DataFrame | None,
-    seconds: float,
+    rule_set: RuleSet, plan: RunPlan, results: Sequence[BucketResult], seconds: float
 ) -> RunResult:
     """One run's result from its buckets' (an error in any bucket is the run's error), the
     whole-input rules' signals, then the correlation rules' over them (as `fluo.run.stream`
@@ -572,12 +665,11 @@ def merge(
     for result in results:
         if result.error is not None:
             raise DataError(result.error, path=result.path)
-    frames = [r.signals for r in results if r.signals.height]
-    if whole is not None and whole.height:
-        frames.append(whole)
+    ordered = sorted(results, key=lambda r: _bucket_order(r.number))
+    frames = [r.signals for r in ordered if r.signals.height]
     if frames:
         signals = pl.concat(frames, how="vertical_relaxed").sort(
-            ["time", "rule", "trace_id", "span_id"], nulls_last=True, maintain_order=True
+            _ORDER, nulls_last=True, maintain_order=True
         )
     else:
         signals = pl.DataFrame(schema=SIGNAL_SCHEMA)

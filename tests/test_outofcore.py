@@ -139,6 +139,24 @@ def test_generated_spans_cut_across_files(generated: pl.DataFrame, tmp_path: Pat
     assert bucketed.counts == want.counts
 
 
+def test_stream_spills_and_hands_on_signals_in_order(
+    rules: RuleSet, reference: fluo.RunResult, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(engine, "_SINK_ROWS", 150)  # many windows of time
+    root = write_buckets(pl.scan_parquet(SHOPHUB), tmp_path / "b", 5)
+    chunks: list[pl.DataFrame] = []
+    result = engine.stream(rules, str(root), chunks.append, Options(scratch=str(tmp_path)))
+    assert result is not None
+    assert len(chunks) > 5 and max(c.height for c in chunks) < 400
+    assert pl.concat(chunks).equals(fluo.evaluate(rules, str(root)).signals)
+    assert result.counts == reference.counts
+    assert (
+        result.signals["rule"].to_list()
+        == reference.signals["rule"].unique(maintain_order=True).to_list()
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # spill files are gone
+
+
 def test_frames_and_memory_limit(rules: RuleSet, reference: fluo.RunResult) -> None:
     frame = pl.read_parquet(SHOPHUB)
     got = engine.evaluate(rules, frame, Options(buckets=3))
