@@ -948,6 +948,12 @@ class _Checker:
         for child in ast.children(node):
             self.outside_aggregates(child)
 
+    def _aggregate_arguments(self, node: ast.Aggregate) -> tuple[ast.Aggregate, Type | None]:
+        """`node` with its condition and value resolved, and the value's type."""
+        where = self._boolean(node.where) if node.where is not None else None
+        value, kind = (None, None) if node.value is None else self.resolve(node.value)
+        return ast.Aggregate(node.func, value, where, node.scope, pos=node.pos), kind
+
     def _window_aggregate(self, node: ast.Aggregate) -> tuple[Expr, Type | None]:
         """An aggregate over the spans of one group in one window."""
         if self.in_window:
@@ -955,13 +961,11 @@ class _Checker:
             return node, _ERROR
         self.in_window = True
         try:
-            where = self._boolean(node.where) if node.where is not None else None
-            value, kind = (None, None) if node.value is None else self.resolve(node.value)
+            resolved, kind = self._aggregate_arguments(node)
         finally:
             self.in_window = False
         if node.value is not None and kind is _ERROR:
             return node, _ERROR
-        resolved = ast.Aggregate(node.func, value, where, node.scope, pos=node.pos)
         if node.func in ("rate", "ratio"):
             return resolved, Type.FLOAT
         return self._aggregate_type(resolved, kind)
@@ -981,11 +985,9 @@ class _Checker:
             return node, _ERROR
         self.in_aggregate = True
         try:
-            where = self._boolean(node.where) if node.where is not None else None
-            value, kind = (None, None) if node.value is None else self.resolve(node.value)
+            resolved, kind = self._aggregate_arguments(node)
         finally:
             self.in_aggregate = False
-        resolved = ast.Aggregate(node.func, value, where, node.scope, pos=node.pos)
         if node.value is not None and kind is _ERROR:
             return node, _ERROR
         if reads_this(resolved):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import polars as pl
 
@@ -46,6 +47,9 @@ EMPTY_VALUE: dict[str, object] = {
 }
 QUANTILES = {"median": 0.5, "p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 EVIDENCE_LIMIT = 10
+
+
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def trace_key(schema: SpanSchema) -> str:
@@ -259,17 +263,12 @@ class TracePlan:
             value = term_aggregate(ast.Aggregate(agg.func, agg.value, None), ctx)
         return source.group_by(group).agg(value.alias(name))
 
-    def join_terms(
-        self,
-        anchors: pl.DataFrame,
-        trace_table: pl.DataFrame | None,
-        parents: pl.DataFrame | None,
-        correlated: Sequence[pl.DataFrame],
-        structural: Sequence[pl.DataFrame],
-    ) -> pl.DataFrame:
-        """Anchor spans with the value of every trace term as a column."""
-        ctx = Context(self.schema)
-        out = anchors
+    def join_trace_and_parent(
+        self, spans: _Frame, trace_table: _Frame | None, parents: _Frame | None
+    ) -> _Frame:
+        """`spans` with the columns of the per-trace terms (joined by trace) and of the
+        parent fields (joined by parent span id); lazy or not, as `spans` is."""
+        out = spans
         per_trace = [self.terms[t] for t in self.per_trace]
         if per_trace and trace_table is not None:
             out = out.join(trace_table.select(self.key, *per_trace), on=self.key, how="left")
@@ -280,6 +279,19 @@ class TracePlan:
                 right_on=[self.key, "__parent_id"],
                 how="left",
             )
+        return out
+
+    def join_terms(
+        self,
+        anchors: pl.DataFrame,
+        trace_table: pl.DataFrame | None,
+        parents: pl.DataFrame | None,
+        correlated: Sequence[pl.DataFrame],
+        structural: Sequence[pl.DataFrame],
+    ) -> pl.DataFrame:
+        """Anchor spans with the value of every trace term as a column."""
+        ctx = Context(self.schema)
+        out = self.join_trace_and_parent(anchors, trace_table, parents)
         for agg, table in zip(self.correlated, correlated, strict=True):
             name = self.terms[agg]
             split = split_correlation(agg)

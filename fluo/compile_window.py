@@ -95,24 +95,13 @@ class WindowPlan:
         trace = self.context
         if trace is None:
             return spans
-        out = spans
-        if trace.per_trace:
-            table = trace.trace_table(spans)
-            out = out.join(table, on=trace.key, how="left")
-            out = out.with_columns(
-                pl.col(trace.terms[t]).fill_null(EMPTY_VALUE[t.func])
-                for t in trace.per_trace
-                if isinstance(t, ast.Aggregate) and t.func in EMPTY_VALUE
-            )
-        parents = trace.parent_table(spans)
-        if parents is not None:
-            out = out.join(
-                parents,
-                left_on=[trace.key, "parent_span_id"],
-                right_on=[trace.key, "__parent_id"],
-                how="left",
-            )
-        return out
+        table = trace.trace_table(spans) if trace.per_trace else None
+        out = trace.join_trace_and_parent(spans, table, trace.parent_table(spans))
+        return out.with_columns(
+            pl.col(trace.terms[t]).fill_null(EMPTY_VALUE[t.func])
+            for t in trace.per_trace
+            if isinstance(t, ast.Aggregate) and t.func in EMPTY_VALUE
+        )
 
     @functools.cached_property
     def row_ctx(self) -> Context:

@@ -804,6 +804,19 @@ def parse_rule_file(doc: Located) -> RuleFile:
     return RuleFile(tuple(rules), tuple(notes), tuple(errors))
 
 
+def _positive_duration(node: Located, key: str, errors: list[Diagnostic]) -> int | None:
+    """The duration `node` holds (nanoseconds); None, with an error, unless it is positive."""
+    try:
+        value = parse_duration(str(node.value))
+    except ValueError as exc:
+        errors.append(Diagnostic(str(exc), node.pos))
+        return None
+    if value <= 0:
+        errors.append(Diagnostic(f"'{key}' must be a positive duration", node.pos))
+        return None
+    return value
+
+
 def _expect_mapping(
     node: Located, what: str, errors: list[Diagnostic]
 ) -> dict[str, Located] | None:
@@ -1176,17 +1189,7 @@ def _parse_window(
 
     def duration(key: str) -> int | None:
         node = body.get(key)
-        if node is None:
-            return None
-        try:
-            value = parse_duration(str(node.value))
-        except ValueError as exc:
-            errors.append(Diagnostic(str(exc), node.pos))
-            return None
-        if value <= 0:
-            errors.append(Diagnostic(f"'{key}' must be a positive duration", node.pos))
-            return None
-        return value
+        return None if node is None else _positive_duration(node, key, errors)
 
     def count(key: str, default: int, least: int) -> int:
         node = body.get(key)
@@ -1288,13 +1291,7 @@ def parse_correlate(node: Located) -> ast.Correlate:
     if within_node is None:
         errors.append(Diagnostic("'correlate' needs 'within' (e.g. 10m)", node.pos))
     else:
-        try:
-            within = parse_duration(str(within_node.value))
-        except ValueError as exc:
-            errors.append(Diagnostic(str(exc), within_node.pos))
-        else:
-            if within <= 0:
-                errors.append(Diagnostic("'within' must be a positive duration", within_node.pos))
+        within = _positive_duration(within_node, "within", errors) or 0
     by = None
     if (by_node := body.get("by")) is not None:
         by = str(by_node.value)
@@ -1366,13 +1363,7 @@ def parse_sequence(
             )
     within = None
     if (within_node := body.get("within")) is not None:
-        try:
-            within = parse_duration(str(within_node.value))
-        except ValueError as exc:
-            errors.append(Diagnostic(str(exc), within_node.pos))
-        else:
-            if within <= 0:
-                errors.append(Diagnostic("'within' must be a positive duration", within_node.pos))
+        within = _positive_duration(within_node, "within", errors)
     by = until = None
     if (by_node := body.get("by")) is not None and by_node.value not in ("trace", None):
         by = _collect(errors, functools.partial(expression, by_node, "'by'"))
