@@ -228,7 +228,7 @@ def execute(
     if plan.trace is not None:
         frames += _trace_signals(plan.trace, done, frame, warn)
     if plan.window is not None:
-        frames += _window_signals(plan.window, done, frame)
+        frames += _window_signals(plan.window, done, frame, warn)
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
@@ -237,10 +237,16 @@ def execute(
 
 
 def _window_signals(
-    window: WindowPlan, done: dict[str, pl.DataFrame], frame: pl.LazyFrame
+    window: WindowPlan,
+    done: dict[str, pl.DataFrame],
+    frame: pl.LazyFrame,
+    warn: structure.Warn = structure.ignore,
 ) -> list[pl.DataFrame]:
     """The signals of the windowed rules from their collected tables: judge each window,
     then rank the exemplars of the windows that fired (one more, targeted pass)."""
+    for i in range(len(window.families)):
+        if f"window_baseline{i}" in done:
+            _check_baseline_range(done[f"window{i}"], done[f"window_baseline{i}"], warn)
     fired = []
     for i in range(len(window.families)):
         judged = window.judged(i, done[f"window{i}"], done.get(f"window_baseline{i}"))
@@ -256,6 +262,31 @@ def _window_signals(
         if rows.height:
             frames += window.signals(i, rows, ids)
     return frames
+
+
+def _check_baseline_range(
+    table: pl.DataFrame, baseline: pl.DataFrame, warn: structure.Warn
+) -> None:
+    """Warn when a baseline data set cannot serve as one: empty, or overlapping the spans."""
+    if baseline.height == 0:
+        warn("the baseline data has no spans the windowed rules count: their baseline is null")
+        return
+    if table.height == 0:
+        return
+    first, last = _span_of(table)
+    base_first, base_last = _span_of(baseline)
+    if base_first <= last and first <= base_last:
+        warn(
+            f"the baseline data ({base_first} .. {base_last}) overlaps the spans' time range "
+            f"({first} .. {last}): a baseline is usually an earlier, separate period"
+        )
+
+
+def _span_of(table: pl.DataFrame) -> tuple[str, str]:
+    """First and last window start of an aggregated table, as ISO text (comparable)."""
+    starts = table.select(pl.col(WINDOW).min().alias("a"), pl.col(WINDOW).max().alias("b"))
+    first, last = starts.select(pl.all().dt.strftime("%Y-%m-%dT%H:%M:%SZ")).row(0)
+    return str(first), str(last)
 
 
 def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame]:

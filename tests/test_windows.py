@@ -494,3 +494,27 @@ def test_sliding_windows_with_empty_windows() -> None:
     )
     # minute 0 is in [-1,1) and [0,2); minute 5 in [4,6) and [5,7): [1,3) [2,4) [3,5) are empty
     assert windows(out) == [("a", 1), ("a", 2), ("a", 3)]
+
+
+def test_baseline_data_that_overlaps_or_is_empty_is_reported() -> None:
+    rows = latency_rows(slow_from=30)
+    rules = fluo.load_rules(
+        "rules:\n  r:\n    window: 10m\n    baseline: data\n"
+        "    when: avg(span.duration) - baseline > 200ms\n"
+    )
+    result = fluo.evaluate(rules, spans(*rows), baseline=spans(*rows))
+    assert any("overlaps" in w for w in result.warnings)
+    empty = spans(*rows).head(0)
+    result = fluo.evaluate(rules, spans(*rows), baseline=empty)
+    assert result.signals.height == 0
+    assert any("no spans" in w for w in result.warnings)
+
+
+def test_baseline_data_without_a_column_the_rule_reads() -> None:
+    rules = fluo.load_rules(
+        "rules:\n  r:\n    window: 10m\n    baseline: data\n"
+        '    when: avg(span.attributes["x"]) > baseline\n'
+    )
+    data = spans(S("a", 0, attrs={"x": 1}))
+    with pytest.raises(DataError, match="baseline data does not fit"):
+        fluo.evaluate(rules, data, baseline=data.drop("span_attributes"))
