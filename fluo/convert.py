@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
@@ -267,11 +268,7 @@ def _expand(
     suffixes: tuple[str, ...] | None,
     skip: bool,
 ) -> tuple[list[SpanFile], list[Skipped]]:
-    """The span files behind the inputs, each once; with `skip`, unreadable inputs are noted.
-
-    TODO(ingest on_error): a directory holding one empty or unknown file fails as a
-    whole input, because listing and format detection stop at the first bad file.
-    """
+    """The span files behind the inputs, each once; with `skip`, unreadable inputs are noted."""
     items: list[str | Path] = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     if not items:
         raise DataError("no span inputs given")
@@ -284,8 +281,10 @@ def _expand(
         except DataError as exc:
             if not skip:
                 raise
-            skipped.append(Skipped(exc.path or str(item), exc.message))
-            continue
+            if not os.path.isdir(item):
+                skipped.append(Skipped(exc.path or str(item), exc.message))
+                continue
+            found = _expand_one_by_one(str(item), forced, suffixes, skipped)
         for span_file in found:
             key = os.path.realpath(span_file.path)
             if key not in seen:
@@ -294,6 +293,40 @@ def _expand(
     if not files and not skipped:
         raise DataError("no span inputs given")
     return files, skipped
+
+
+def _expand_one_by_one(
+    root: str, forced: str | None, suffixes: tuple[str, ...] | None, skipped: list[Skipped]
+) -> list[SpanFile]:
+    """A directory's files taken one at a time, so one bad file does not hide the others.
+
+    The ingest listing stops at the first file it cannot classify (an empty file, say);
+    with ``on_error="skip"`` convert walks the folder itself (hidden names skipped, as
+    ingest does) and notes each file that cannot be read. Files of no span format
+    (README.md) are noted as well in this case.
+    """
+    found: list[SpanFile] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in sorted(f for f in filenames if not f.startswith((".", "_"))):
+            path = os.path.join(dirpath, name)
+            try:
+                for span_file in expand_input(path, forced, suffixes):
+                    found.append(SpanFile(span_file.path, span_file.format, _hive(root, path)))
+            except DataError as exc:
+                skipped.append(Skipped(exc.path or path, exc.message))
+    return found
+
+
+def _hive(root: str, path: str) -> dict[str, str | None]:
+    """The ``key=value`` folders between `root` and `path` (as ingest reads them)."""
+    parts: dict[str, str | None] = {}
+    for segment in Path(os.path.relpath(os.path.dirname(path), root)).parts:
+        key, eq, value = segment.partition("=")
+        if eq and key and key != "..":
+            text = unquote(value)
+            parts[unquote(key)] = None if text == NULL_PARTITION else text
+    return parts
 
 
 def _bad_spans() -> list[tuple[pl.Expr, str]]:

@@ -338,6 +338,19 @@ def test_unreadable_files_fail_or_are_skipped(
     assert report.skipped[0].path.endswith(name) and message in report.skipped[0].reason
 
 
+def test_one_bad_file_in_a_folder_does_not_hide_the_others(tmp_path: Path) -> None:
+    folder = tmp_path / "in" / "region=eu"
+    folder.mkdir(parents=True)
+    write(spans({}, {}), folder / "a.parquet")
+    (folder / "b.json").write_bytes(b"")
+    with pytest.raises(DataError, match="empty file"):
+        convert(tmp_path / "in", tmp_path / "out")
+    report = convert(tmp_path / "in", tmp_path / "out", on_error="skip")
+    assert report.spans == 2 and report.skipped_files == 1
+    assert report.skipped[0].path.endswith("b.json")
+    assert read_back(tmp_path / "out")["region"].to_list() == ["eu", "eu"]
+
+
 def test_wrong_column_types_fail_naming_the_column(tmp_path: Path) -> None:
     table = spans({}).with_columns(pl.col("duration_ns").cast(pl.String))
     with pytest.raises(DataError, match="duration_ns"):
