@@ -78,6 +78,16 @@ def test_bucketed_layout_gives_the_in_memory_signals(
     assert reference.signals.height > 1000 and len(reference.fired) >= 8
 
 
+def test_fluo_convert_layout(rules: RuleSet, reference: fluo.RunResult, tmp_path: Path) -> None:
+    from fluo.convert import convert
+
+    convert(SHOPHUB, tmp_path / "converted", buckets=6)
+    got = engine.evaluate(rules, str(tmp_path / "converted"))
+    assert got is not None
+    assert got.counts == reference.counts
+    assert got.signals.equals(fluo.evaluate(rules, str(tmp_path / "converted")).signals)
+
+
 CORRELATION = """
 rules:
   gateway_slow_and_failing:
