@@ -119,6 +119,16 @@ CASE_EXTRA: dict[str, Any] = {}
 
 
 def rss_mb() -> float:
+    """This process's peak resident set so far, in MB. VmHWM belongs to the process image
+    (execve starts a new one); ru_maxrss is not used first because Linux carries it over
+    from the parent across fork and exec: a child of a large driver would report the
+    driver's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 

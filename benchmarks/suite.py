@@ -63,6 +63,8 @@ NEZHA = HERE.parent.parent / "shared" / "datasets" / "nezha-microservice-rca"
 VARIANTS = ("scan", "fluo", "polars", "duckdb", "python")
 ANSWERING = ("fluo", "polars", "duckdb", "python")
 SAMPLE_SPANS = 100_000  # the interpreter's sample
+COLORS = {"scan": "grey", "fluo": "tab:blue", "polars": "tab:green", "duckdb": "tab:orange",
+          "python": "tab:red"}  # fmt: skip
 DESCRIPTIONS = {
     "scan": "bare scan of the rule columns (floor)",
     "fluo": "fluo `evaluate`",
@@ -487,6 +489,7 @@ def main() -> None:
             f"{n:,} spans", path, "base", variants, args.runs, args.quiet_wait, args.timeout
         )
         report["spans"].append(case | {"dataset": meta})
+        save(report, args.out)  # partial results survive an interrupted suite
     path, meta = spangen.ensure_dataset(args.data_dir, rules_size, args.seed)
     rule_variants = [v for v in variants if v != "scan"]
     for count in counts:
@@ -500,6 +503,7 @@ def main() -> None:
             args.timeout,
         )
         report["rules"].append(case | {"dataset": meta})
+        save(report, args.out)
     if args.no_nezha:
         report["nezha"] = {"status": "skipped: --no-nezha"}
     else:
@@ -512,6 +516,13 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nresults: {args.out} ({report['total_s']} s in all)")
     publish(report, args)
+
+
+def save(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -720,7 +731,7 @@ def plot(report: dict[str, Any]) -> Path | None:
                 continue
             xs, ys = zip(*points, strict=True)
             style = "--" if variant == "python" else "-"
-            axis.plot(xs, ys, style, marker="o", label=DESCRIPTIONS[variant])
+            axis.plot(xs, ys, style, marker="o", color=COLORS[variant], label=DESCRIPTIONS[variant])
     left.set(xscale="log", yscale="log", xlabel="spans", ylabel="median wall seconds",
              title="30 rules (20 span + 10 trace)")  # fmt: skip
     size = report["rules"][0]["spans"] if report["rules"] else 0

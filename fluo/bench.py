@@ -545,9 +545,36 @@ def hints(rule: CheckedRule, plan: RunPlan, frame: pl.LazyFrame | None = None) -
                 f"{node.func}(...) builds every candidate's ancestor list by walking parent "
                 "links: no precomputed structure (ancestor path) in the table"
             )
+        elif (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.InUnit)
+            and isinstance(node.left.operand, ast.Column)
+            and isinstance(node.right, ast.Int | ast.Float)
+        ):
+            out.append(_unit_hint(node, node.left, node.right))
+    if rule.level == "span" and plan.span.prefilter is None and cheap_part(rule.predicate) is None:
+        out.append(
+            "no part of it compares a plain column with a literal, so the span rules' scan "
+            "cannot be prefiltered (for any rule of the set)"
+        )
     if rule.window is not None and frame is not None:
         out += _group_hints(rule.window.by, plan, frame)
     return list(dict.fromkeys(out))
+
+
+_UNITS_NS = {1: "ns", 1_000: "us", 1_000_000: "ms", 1_000_000_000: "s"}
+
+
+def _unit_hint(node: ast.Compare, scaled: ast.InUnit, number: ast.Int | ast.Float) -> str:
+    """`span.durationMs > 300` converts every duration to a float first."""
+    unit = _UNITS_NS.get(scaled.unit_nanos)
+    better = "a duration literal"
+    if unit and isinstance(scaled.operand, ast.Column) and scaled.operand.name == "duration_ns":
+        better = f"`span.duration {node.op} {number.value:g}{unit}`"
+    return (
+        "a duration in units compared with a number converts every value to a float first: "
+        f"write {better}, which the scan can test on its own"
+    )
 
 
 def _match_hints(node: ast.Match) -> list[str]:

@@ -11,7 +11,7 @@ from conftest import REPO
 from typer.testing import CliRunner
 
 import fluo
-from fluo.bench import ALL_RULES, BenchReport, bench, compare, literal_regex, load_report
+from fluo.bench import ALL_RULES, BenchReport, bench, compare, hints, literal_regex, load_report
 from fluo.cli import app
 from fluo.errors import DataError, RuleError
 
@@ -266,3 +266,14 @@ rules:
         assert r.signals == r.matched == counts[r.name]
     assert any("distinct groups" in h for h in report.rule("per_span").hints)
     assert not report.rule("per_service").hints
+
+
+def test_hints_for_a_duration_in_units_and_a_set_without_prefilter(report: BenchReport) -> None:
+    rule_set = fluo.load_rules(REPO / "data" / "rules" / "seed.yaml")
+    plan = rule_set.compile()
+    (seed,) = plan.rules
+    found = hints(seed, plan)
+    assert any("write `span.duration > 300ms`" in h for h in found)
+    assert any("cannot be prefiltered" in h for h in found)
+    assert any("cannot be prefiltered" in h for h in report.rule("template_glob").hints)
+    assert not any("cannot be prefiltered" in h for h in report.rule("slow_payment").hints)
