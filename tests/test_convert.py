@@ -203,6 +203,27 @@ def test_files_are_sorted_within_and_across_with_row_group_statistics(tmp_path: 
     assert as_rows(read_back(tmp_path / "out")) == as_rows(table)
 
 
+def test_a_slot_larger_than_memory_is_cut_by_time_and_stays_sorted(tmp_path: Path) -> None:
+    rows = [
+        {"start_time": T0 + dt.timedelta(microseconds=(i * 7919) % 3_000_000)} for i in range(3000)
+    ]
+    table = spans(*rows)
+    table = pl.concat([table, table.head(50)])  # exact duplicates, some at cut points
+    calls: list[tuple[int, int, str]] = []
+    report = convert(
+        write(table, tmp_path / "s.parquet"),
+        tmp_path / "out",
+        memory_rows=400,
+        row_group_size=300,
+        progress=lambda done, total, label: calls.append((done, total, label)),
+    )
+    assert (report.spans, report.duplicates) == (3000, 50)
+    starts = pl.concat([pl.read_parquet(p)["start_time"] for p in parquet_files(tmp_path / "out")])
+    assert starts.is_sorted() and starts.len() == 3000
+    assert calls[-1][0] == calls[-1][1] and calls[-1][2].startswith("sorting date=")
+    assert any(label.startswith("reading s.parquet") for _, _, label in calls)
+
+
 def test_manifest_describes_and_verifies_the_layout(tmp_path: Path) -> None:
     out = tmp_path / "out"
     convert(write(spread(60, days=2), tmp_path / "s.parquet"), out, buckets=2)
@@ -312,7 +333,7 @@ def test_otlp_end_before_start_is_reported_by_span(tmp_path: Path) -> None:
     }
     source = tmp_path / "t.json"
     source.write_text(json.dumps(doc))
-    with pytest.raises(DataError, match=r"t\.json: span 2: end_time is before start_time"):
+    with pytest.raises(DataError, match=r"t\.json:1: span (ef)+ of trace (ab)+: end time 1000 is "):
         convert(source, tmp_path / "out")
 
 
@@ -375,8 +396,8 @@ def test_malformed_csv_records_are_skipped_by_the_reader_and_counted(tmp_path: P
     assert "t.csv:3" in report.skipped[0].reason
 
 
-def test_a_json_file_with_a_malformed_record_is_skipped_whole(tmp_path: Path) -> None:
-    """The JSON readers have no record-level skip yet: the file is left out and reported."""
+def test_a_malformed_json_record_is_skipped_alone(tmp_path: Path) -> None:
+    """The JSON readers skip the malformed record (with its line), not the whole file."""
     good = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "ok", "startTimeUnixNano": "1"}
     bad = {"traceId": "ab" * 16, "name": "no span id"}
     lines = [{"resourceSpans": [{"scopeSpans": [{"spans": [s]}]}]} for s in (good, bad)]
@@ -385,7 +406,8 @@ def test_a_json_file_with_a_malformed_record_is_skipped_whole(tmp_path: Path) ->
     with pytest.raises(DataError, match="spanId is missing"):
         convert(source, tmp_path / "out")
     report = convert(source, tmp_path / "out", on_error="skip")
-    assert report.spans == 0 and report.skipped_files == 1
+    assert report.spans == 1 and report.skipped_files == 0 and report.skipped_records == 1
+    assert "t.jsonl:2: span" in report.skipped[0].reason
     assert "spanId is missing" in report.skipped[0].reason
 
 
