@@ -51,7 +51,13 @@ from fluo.ingest.profile import (
     scan_profile,
     shipped_profiles,
 )
-from fluo.ingest.report import IngestReport, OnError, check_on_error, drop_duplicates
+from fluo.ingest.report import (
+    IngestReport,
+    OnError,
+    ReadTally,
+    check_on_error,
+    drop_duplicates,
+)
 from fluo.ingest.tempo import scan_tempo
 from fluo.ingest.zipkin import read_zipkin_json
 
@@ -204,9 +210,9 @@ def _scan_files(
         elif key == TEMPO:
             parts.append((first, scan_tempo(group, report)))
         elif key == OTLP_PROTO:
-            parts.append((first, _eager(group, read_otlp_proto, report)))
+            parts.append((first, _eager(group, read_otlp_proto, report, on_error)))
         else:
-            parts.append((first, _eager(group, _JSON_READERS[str(key)], report)))
+            parts.append((first, _eager(group, _JSON_READERS[str(key)], report, on_error)))
     return parts
 
 
@@ -262,13 +268,18 @@ def _text_header(span_file: SpanFile) -> list[str]:
 
 
 def _eager(
-    files: Sequence[SpanFile], read: Callable[[str], pl.DataFrame], report: IngestReport | None
+    files: Sequence[SpanFile],
+    read: Callable[[str, ReadTally], pl.DataFrame],
+    report: IngestReport | None,
+    on_error: OnError,
 ) -> pl.LazyFrame:
-    """One lazy frame over files parsed now, exact duplicates dropped, with Hive columns."""
+    """One lazy frame over files parsed now, exact duplicates dropped, with Hive columns;
+    malformed records raise, or are skipped and counted in `report` (``on_error="skip"``)."""
     hive = hive_columns(files)
+    tally = ReadTally(on_error)
     frames = []
     for i, span_file in enumerate(files):
-        frame = read(span_file.path)
+        frame = read(span_file.path, tally)
         if hive:
             frame = frame.with_columns(
                 pl.lit(values[i], dtype=dtype).alias(key)
@@ -276,5 +287,7 @@ def _eager(
                 if key not in frame.columns
             )
         frames.append(frame)
+    if report is not None:
+        tally.add_to(report)
     combined = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return drop_duplicates(combined, report).lazy()

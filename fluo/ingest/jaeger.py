@@ -21,13 +21,13 @@ from fluo.errors import DataError
 from fluo.ingest.normalize import (
     TRACE_ID_HEX,
     MapColumn,
-    finish_spans,
+    SpanColumns,
     format_double,
     normalize_kind,
     normalize_status,
 )
 from fluo.ingest.otlp_json import iter_documents, load_bytes, structure_reason
-from fluo.schema import CANONICAL_COLUMNS
+from fluo.ingest.report import ReadTally
 
 #: Tags that become canonical columns (or are dropped) rather than span attributes.
 SCOPE_TAGS = {
@@ -111,29 +111,22 @@ def require_id(value: Any, field: str, where: str) -> str:
     return value
 
 
-class RawSpans:
-    """Raw columns of spans, one append per span, turned into canonical rows by `finish`."""
+class RawSpans(SpanColumns):
+    """Raw columns of Jaeger or Zipkin spans: each span has its own service, scope and
+    resource attributes (OTLP's `SpanBuilder` shares them by index instead)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.trace_ids: list[str] = []
-        self.span_ids: list[str] = []
-        self.parents: list[str | None] = []
-        self.names: list[str] = []
-        self.kinds: list[str] = []
-        self.starts: list[int | None] = []
-        self.ends: list[int | None] = []
-        self.codes: list[str] = []
-        self.messages: list[str | None] = []
+    _per_span = (*SpanColumns._per_span, "services", "scope_names", "scope_versions")
+
+    def __init__(self, path: str, tally: ReadTally | None = None) -> None:
+        super().__init__(path, tally)
         self.services: list[str | None] = []
         self.scope_names: list[str | None] = []
         self.scope_versions: list[str | None] = []
-        self.lines: list[int] = []
-        self.span_attributes = MapColumn()
         self.resource_attributes = MapColumn()
 
-    def __len__(self) -> int:
-        return len(self.span_ids)
+    def truncate(self, rows: int) -> None:
+        super().truncate(rows)
+        self.resource_attributes.truncate(rows)
 
     def add_resource(self, pairs: list[tuple[str, str]]) -> None:
         """One span's resource attributes (duplicate keys kept, as in OTLP input)."""
@@ -143,55 +136,40 @@ class RawSpans:
             column.values.append(value)
         column.end_row()
 
-    def finish(self) -> pl.DataFrame:
-        """The canonical frame of every span added."""
-        if not self.span_ids:
-            return pl.DataFrame(schema=CANONICAL_COLUMNS)
-        try:
-            raw = pl.DataFrame(
-                {
-                    "trace_id": pl.Series(self.trace_ids, dtype=pl.String),
-                    "span_id": pl.Series(self.span_ids, dtype=pl.String),
-                    "parent_span_id": pl.Series(self.parents, dtype=pl.String),
-                    "name": pl.Series(self.names, dtype=pl.String),
-                    "kind": pl.Series(self.kinds, dtype=pl.String),
-                    "service_name": pl.Series(self.services, dtype=pl.String),
-                    "start_ns": pl.Series(self.starts, dtype=pl.Int64),
-                    "end_ns": pl.Series(self.ends, dtype=pl.Int64),
-                    "status_code": pl.Series(self.codes, dtype=pl.String),
-                    "status_message": pl.Series(self.messages, dtype=pl.String),
-                    "scope_name": pl.Series(self.scope_names, dtype=pl.String),
-                    "scope_version": pl.Series(self.scope_versions, dtype=pl.String),
-                    "span_attributes": self.span_attributes.series("span_attributes"),
-                    "resource_attributes": self.resource_attributes.series("resource_attributes"),
-                }
-            )
-            return finish_spans(raw)
-        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
-            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DataError(f"malformed span data: {text}", path=self.path) from None
+    def raw_columns(self) -> dict[str, pl.Series]:
+        """The shared columns, plus each span's service, scope and resource."""
+        return {
+            **super().raw_columns(),
+            "service_name": pl.Series(self.services, dtype=pl.String),
+            "scope_name": pl.Series(self.scope_names, dtype=pl.String),
+            "scope_version": pl.Series(self.scope_versions, dtype=pl.String),
+            "resource_attributes": self.resource_attributes.series("resource_attributes"),
+        }
 
 
 # --- Jaeger -------------------------------------------------------------------------------
 
 
-def read_jaeger_json(path: str) -> pl.DataFrame:
-    """Read one Jaeger JSON file (any container shape, gzipped or not) into canonical rows."""
-    return collect_spans(path, _add_document).finish()
+def read_jaeger_json(path: str, tally: ReadTally | None = None) -> pl.DataFrame:
+    """Read one Jaeger JSON file (any container shape, gzipped or not) into canonical rows;
+    malformed spans raise, or are skipped and counted in `tally` when it says so."""
+    return collect_spans(path, _add_document, tally).finish()
 
 
-def collect_spans(path: str, add: Callable[[RawSpans, Any, int], None]) -> RawSpans:
+def collect_spans(
+    path: str, add: Callable[[RawSpans, Any, int], None], tally: ReadTally | None = None
+) -> RawSpans:
     """Every JSON document of a file, given to `add` with its line number, into RawSpans.
 
     Garbage collection is paused meanwhile: building millions of small objects
     otherwise triggers it over and over for nothing.
     """
     data = load_bytes(path)
-    spans = RawSpans(path)
+    spans = RawSpans(path, tally)
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for line, doc in iter_documents(data, path):
+        for line, doc in iter_documents(data, path, spans.tally):
             add(spans, doc, line)
     finally:
         if was_enabled:
@@ -241,7 +219,11 @@ def _traces(doc: Any, path: str, line: int) -> Iterator[tuple[str, Any, Any, str
 
 
 def _add_document(spans: RawSpans, doc: Any, line: int) -> None:
-    """Add every span of one Jaeger JSON value that starts on `line`."""
+    """Add every span of one Jaeger JSON value that starts on `line`.
+
+    A malformed span raises, or is skipped (`spans.tally`); a malformed container (a trace
+    that is not an object, say) stops the document there.
+    """
     where = "document"
     try:
         for where, trace_spans, processes, trace_id in _traces(doc, spans.path, line):
@@ -253,18 +235,31 @@ def _add_document(spans: RawSpans, doc: Any, line: int) -> None:
                 raise ValueError("'processes' must be an object")
             resources: dict[str, tuple[str | None, list[tuple[str, str]]]] = {}
             for k, sp in enumerate(trace_spans):
-                _add_span(spans, sp, f"{where}[{k}]", processes or {}, resources, trace_id)
+                rows = len(spans)
+                try:
+                    _add_span(spans, sp, f"{where}[{k}]", processes or {}, resources, trace_id)
+                except (
+                    DataError,
+                    KeyError,
+                    TypeError,
+                    AttributeError,
+                    ValueError,
+                    OverflowError,
+                ) as exc:
+                    spans.truncate(rows)
+                    spans.tally.bad(_malformed(exc, f"{where}[{k}]", spans.path, line))
+                    continue
                 spans.lines.append(line)
-    except DataError as exc:
-        if exc.path is None:
-            raise DataError(exc.message, path=spans.path, record=line) from None
-        raise
-    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
-        raise DataError(
-            f"malformed Jaeger JSON at {where or 'the span list'}: {structure_reason(exc)}",
-            path=spans.path,
-            record=line,
-        ) from None
+    except (DataError, KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        spans.tally.bad(_malformed(exc, where or "the span list", spans.path, line))
+
+
+def _malformed(exc: Exception, where: str, path: str, line: int) -> DataError:
+    """The DataError of a malformed part of a Jaeger document (a span, a trace)."""
+    if isinstance(exc, DataError):
+        return DataError(exc.message, path=exc.path or path, record=exc.record or line)
+    reason = structure_reason(exc)
+    return DataError(f"malformed Jaeger JSON at {where}: {reason}", path=path, record=line)
 
 
 def tag_text(tag: Any) -> tuple[str, str]:

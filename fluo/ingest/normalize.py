@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from fluo.errors import DataError
+from fluo.ingest.report import ReadTally
 from fluo.schema import (
     ATTRIBUTE_MAP,
     CANONICAL_COLUMNS,
@@ -217,6 +218,12 @@ class MapColumn:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def truncate(self, rows: int) -> None:
+        """Keep the first `rows` rows; the pairs of an unfinished row are dropped too."""
+        del self.offsets[rows + 1 :]
+        del self.keys[self.offsets[-1] :]
+        del self.values[self.offsets[-1] :]
+
     def series(self, name: str) -> pl.Series:
         """The finished column."""
         return map_series(name, self.offsets, self.keys, self.values)
@@ -315,6 +322,123 @@ def finish_spans(raw: pl.DataFrame) -> pl.DataFrame:
     are null. The result has exactly CANONICAL_COLUMNS, in order.
     """
     return canonical_frame(raw.lazy()).collect(engine="in-memory")
+
+
+class SpanColumns:
+    """Raw columns of the spans of one file, one append per span, and their canonical frame.
+
+    The JSON and protobuf readers append to every per-span list and to `span_attributes`,
+    `lines` last (so ``len(self)`` counts whole spans and `truncate` undoes a span that broke
+    halfway). Subclasses add their own columns (`_per_span`, `raw_columns`). `finish` builds
+    the frame with `finish_spans` and checks each row (`row_problems`): a bad row raises
+    its DataError, or with ``on_error="skip"`` is left out and counted in `tally`.
+    """
+
+    _per_span: tuple[str, ...] = (
+        "trace_ids",
+        "span_ids",
+        "parents",
+        "names",
+        "kinds",
+        "starts",
+        "ends",
+        "codes",
+        "messages",
+        "lines",
+    )
+
+    def __init__(self, path: str, tally: ReadTally | None = None) -> None:
+        self.path = path
+        self.tally = tally if tally is not None else ReadTally()
+        self.trace_ids: list[str] = []
+        self.span_ids: list[str] = []
+        self.parents: list[str | None] = []
+        self.names: list[str] = []
+        self.kinds: list[str | None] = []
+        self.starts: list[int | None] = []
+        self.ends: list[int | None] = []
+        self.codes: list[str | None] = []
+        self.messages: list[str | None] = []
+        self.lines: list[int] = []
+        self.span_attributes = MapColumn()
+        #: rows found bad before the frame is built (values that cannot make a column)
+        self.invalid: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def truncate(self, rows: int) -> None:
+        """Keep the first `rows` spans (undo a span that failed halfway)."""
+        for name in self._per_span:
+            del getattr(self, name)[rows:]
+        self.span_attributes.truncate(rows)
+
+    def bad_row(self, row: int, reason: str) -> None:
+        """Row `row` cannot be read: raise (fail), or mark it to be left out (skip)."""
+        error = DataError(reason, path=self.path, record=self.lines[row])
+        self.tally.bad(error)
+        self.invalid.setdefault(row, str(error))
+
+    def raw_columns(self) -> dict[str, pl.Series]:
+        """The columns `finish_spans` reads (subclasses add theirs)."""
+        return {
+            "trace_id": pl.Series(self.trace_ids, dtype=pl.String),
+            "span_id": pl.Series(self.span_ids, dtype=pl.String),
+            "parent_span_id": pl.Series(self.parents, dtype=pl.String),
+            "name": pl.Series(self.names, dtype=pl.String),
+            "kind": pl.Series(self.kinds, dtype=pl.String),
+            "start_ns": pl.Series(self.starts, dtype=pl.Int64),
+            "end_ns": pl.Series(self.ends, dtype=pl.Int64),
+            "status_code": pl.Series(self.codes, dtype=pl.String),
+            "status_message": pl.Series(self.messages, dtype=pl.String),
+            "span_attributes": self.span_attributes.series("span_attributes"),
+        }
+
+    def finish(self) -> pl.DataFrame:
+        """The canonical frame of every span added, bad rows raised or left out."""
+        if not self.lines:
+            return pl.DataFrame(schema=CANONICAL_COLUMNS)
+        try:
+            frame = finish_spans(pl.DataFrame(self.raw_columns()))
+        except DataError:
+            raise
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
+            # e.g. a non-string attribute key, or text that is not valid Unicode
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(f"malformed span data: {text}", path=self.path) from None
+        problems = row_problems(frame)
+        if problems is not None:
+            for row in problems.is_not_null().arg_true().to_list():
+                self.bad_row(row, problems[row])
+        if not self.invalid:
+            return frame
+        keep = pl.Series(range(frame.height)).is_in(list(self.invalid)).not_()
+        return frame.filter(keep)
+
+
+def row_problems(frame: pl.DataFrame) -> pl.Series | None:
+    """What is wrong with each row of a canonical frame (null where nothing is), or None when
+    every row is fine: a hex id longer than its width, an end before the start, a time
+    before 1970. One cheap pass; the reasons are only written out when something is wrong."""
+    widths = {"trace_id": TRACE_ID_HEX, "span_id": SPAN_ID_HEX, "parent_span_id": SPAN_ID_HEX}
+    long_ids = [pl.col(c).str.len_bytes() > w for c, w in widths.items()]
+    negative = [pl.col("duration_ns") < 0, pl.col("start_time").dt.epoch("ns") < 0]
+    if not frame.select(pl.any_horizontal(*long_ids, *negative).fill_null(False).any()).item():
+        return None
+    where = pl.format("span {} of trace {}: ", pl.col("span_id"), pl.col("trace_id"))
+    reason: Any = pl.when(False).then(pl.lit(None, dtype=pl.String))
+    for column, width in widths.items():
+        digits = pl.col(column).str.len_bytes()
+        too_long = (digits > width) & pl.col(column).str.contains(r"^[0-9a-f]+$")
+        text = pl.format(f"{column} has {{}} hex digits, more than {width}", digits)
+        reason = reason.when(too_long).then(text)
+    start, end = pl.col("start_time").dt.epoch("ns"), pl.col("end_time").dt.epoch("ns")
+    reason = reason.when(pl.col("duration_ns") < 0).then(
+        pl.format("end time {} is before start time {} (ns)", end, start)
+    )
+    reason = reason.when(start < 0).then(pl.format("negative start time {} (ns)", start))
+    found = frame.select(pl.concat_str(where, reason)).to_series()
+    return found if found.null_count() < frame.height else None
 
 
 def canonical_frame(raw: pl.LazyFrame, keep: Sequence[str] = ()) -> pl.LazyFrame:

@@ -26,37 +26,43 @@ from fluo.ingest.normalize import (
     KIND_BY_SPELLING,
     STATUS_BY_SPELLING,
     MapColumn,
+    SpanColumns,
     any_value_text,
     finish_spans,
     map_series,
+    row_problems,
 )
+from fluo.ingest.report import ReadTally
 from fluo.schema import CANONICAL_COLUMNS
 
 _BOM = b"\xef\xbb\xbf"
+_MIN_NS, _MAX_NS = -(2**63), 2**63 - 1
 _LEADING_SPACE = re.compile(rb"\s*")
 
 
-def read_otlp_json(path: str) -> pl.DataFrame:
+def read_otlp_json(path: str, tally: ReadTally | None = None) -> pl.DataFrame:
     """Read one OTLP JSON file (document, JSON lines, gzipped or not) into canonical rows.
 
     Uses Arrow's multi-threaded JSON reader when the file fits its fixed schema (the usual
     collector output); otherwise, or when anything is off, the exact Python reader, which
-    also produces the precise error messages.
+    also produces the precise error messages. Malformed records raise, or are skipped and
+    counted in `tally` when it says so.
     """
     data = load_bytes(path)
     fast = read_fast(data)
-    return fast if fast is not None else read_exact(data, path)
+    return fast if fast is not None else read_exact(data, path, tally)
 
 
-def read_exact(data: bytes, path: str) -> pl.DataFrame:
+def read_exact(data: bytes, path: str, tally: ReadTally | None = None) -> pl.DataFrame:
     """The Python reader: json per record, columns as lists, precise DataErrors."""
-    builder = SpanBuilder(path)
+    tally = tally if tally is not None else ReadTally()
+    builder = SpanBuilder(path, tally)
     # The columns hold millions of small objects that never form cycles: pausing the cyclic
     # garbage collector while they grow makes parsing about twice as fast.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for line, doc in iter_documents(data, path):
+        for line, doc in iter_documents(data, path, tally):
             builder.add_document(doc, line)
         return builder.finish()
     finally:
@@ -96,19 +102,22 @@ def _unicode_error(exc: UnicodeDecodeError, data: bytes, path: str, base: int = 
     return DataError(f"not UTF-8 text: {exc.reason}", path=path, record=line)
 
 
-def iter_documents(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
+def iter_documents(
+    data: bytes, path: str, tally: ReadTally | None = None
+) -> Iterator[tuple[int, Any]]:
     """Each JSON value in `data` with the 1-based line it starts on.
 
     A whole-file document, JSON lines (parsed line by line, so errors name the exact
-    line), or pretty-printed documents one after another.
+    line; a bad line is skipped when `tally` says so), or pretty-printed documents one
+    after another.
     """
     try:
         doc = json.loads(data)
-    except UnicodeDecodeError as exc:
-        raise _unicode_error(exc, data, path) from None
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         if _looks_like_json_lines(data):
-            yield from _json_lines(data, path)
+            yield from _json_lines(data, path, tally or ReadTally())
+        elif isinstance(exc, UnicodeDecodeError):
+            raise _unicode_error(exc, data, path) from None
         elif exc.msg == "Extra data":
             yield from _concatenated(data, path)
         else:
@@ -119,7 +128,9 @@ def iter_documents(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
 
 
 def _looks_like_json_lines(data: bytes) -> bool:
-    """Whether one of the first non-blank lines is, on its own, a whole TracesData object."""
+    """Whether one of the first non-blank lines is, on its own, a whole document: a
+    TracesData object, or, not indented, a Jaeger object or a list of spans or traces. The
+    first lines of a pretty-printed document open a value they do not close."""
     seen = start = 0
     while seen < 3 and start < len(data):
         end = data.find(b"\n", start)
@@ -133,21 +144,30 @@ def _looks_like_json_lines(data: bytes) -> bool:
             value = None
         if isinstance(value, dict) and ("resourceSpans" in value or "result" in value):
             return True
+        # Jaeger and Zipkin documents only when not indented (not inside a pretty document)
+        if raw[:1] in b"{[" and isinstance(value, dict) and ("data" in value or "spans" in value):
+            return True
+        if raw[:1] == b"[" and value and isinstance(value[0], dict | list):
+            return True
         seen += 1
     return False
 
 
-def _json_lines(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
-    """Each non-blank line of a JSON-lines file, parsed, with its line number."""
+def _json_lines(data: bytes, path: str, tally: ReadTally) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of a JSON-lines file, parsed, with its line number; a line that
+    is not JSON (a truncated last line, say) raises or is skipped, as `tally` says."""
     for number, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
         try:
-            yield number, json.loads(raw)
+            value = json.loads(raw)
         except UnicodeDecodeError as exc:
-            raise _unicode_error(exc, raw, path, number) from None
+            tally.bad(_unicode_error(exc, raw, path, number))
+            continue
         except json.JSONDecodeError as exc:
-            raise _json_error(exc, path, number) from None
+            tally.bad(_json_error(exc, path, number))
+            continue
+        yield number, value
 
 
 def _concatenated(data: bytes, path: str) -> Iterator[tuple[int, Any]]:
@@ -214,75 +234,93 @@ def structure_reason(exc: Exception) -> str:
     return str(exc)
 
 
-class SpanBuilder:
-    """Collects the spans of OTLP TracesData values into columns, then builds one frame."""
+class SpanBuilder(SpanColumns):
+    """Collects the spans of OTLP TracesData values into columns, then builds one frame.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.trace_ids: list[str] = []
-        self.span_ids: list[str] = []
-        self.parents: list[str | None] = []
-        self.names: list[str] = []
-        self.kinds: list[str | None] = []
-        self.starts: list[int | None] = []
-        self.ends: list[int | None] = []
-        self.status_codes: list[str | None] = []
-        self.status_messages: list[str | None] = []
-        self.lines: list[int] = []
+    A malformed span, scope or resource raises its DataError, or with ``on_error="skip"``
+    (the `tally`'s) is left out, counted, and the next one read.
+    """
+
+    _per_span = (*SpanColumns._per_span, "resource_index", "scope_index")
+
+    def __init__(self, path: str, tally: ReadTally | None = None) -> None:
+        super().__init__(path, tally)
         self.resource_index: list[int] = []
         self.scope_index: list[int] = []
         self.scope_names: list[str | None] = []
         self.scope_versions: list[str | None] = []
-        self.span_attributes = MapColumn()
         self.resource_attributes = MapColumn()
 
     def add_document(self, doc: Any, line: int) -> None:
         """Add every span of one TracesData value that starts on `line`."""
-        where = "resourceSpans"
         try:
-            for ri, rs in enumerate(_resource_spans(doc, self.path, line)):
-                where = f"resourceSpans[{ri}]"
+            resource_spans = _resource_spans(doc, self.path, line)
+        except DataError as exc:
+            self.tally.bad(exc)
+            return
+        for ri, rs in enumerate(resource_spans):
+            where = f"resourceSpans[{ri}]"
+            try:
                 resource = rs.get("resource") or {}
                 self._add_attributes(resource.get("attributes"), self.resource_attributes)
-                resource_row = len(self.resource_attributes) - 1
                 key = "scopeSpans" if "scopeSpans" in rs else "instrumentationLibrarySpans"
-                for si, ss in enumerate(rs.get(key) or ()):
-                    where = f"resourceSpans[{ri}].{key}[{si}]"
+                scope_spans = rs.get(key) or ()
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                self._malformed(where, exc, line)
+                continue
+            resource_row = len(self.resource_attributes) - 1
+            for si, ss in enumerate(scope_spans):
+                where = f"resourceSpans[{ri}].{key}[{si}]"
+                try:
                     scope = ss.get("scope")
                     if scope is None:
                         scope = ss.get("instrumentationLibrary") or {}
-                    self.scope_names.append(_text_or_none(scope.get("name"), "scope name"))
-                    self.scope_versions.append(_text_or_none(scope.get("version"), "scope version"))
+                    name = _text_or_none(scope.get("name"), "scope name")
+                    version = _text_or_none(scope.get("version"), "scope version")
                     spans = ss.get("spans") or []
-                    self._add_spans(spans, f"{where}.spans")
-                    count = len(spans)
-                    self.resource_index.extend([resource_row] * count)
-                    self.scope_index.extend([len(self.scope_names) - 1] * count)
-                    self.lines.extend([line] * count)
-        except DataError as exc:
-            if exc.path is None:
-                raise DataError(exc.message, path=self.path, record=line) from None
-            raise
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise DataError(
-                f"malformed TracesData at {where}: {structure_reason(exc)}",
-                path=self.path,
-                record=line,
-            ) from None
+                    if not isinstance(spans, list):
+                        raise ValueError("'spans' must be a list")
+                except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                    self._malformed(where, exc, line)
+                    continue
+                self.scope_names.append(name)
+                self.scope_versions.append(version)
+                before = len(self)
+                self._add_spans(spans, f"{where}.spans", line)
+                count = len(self) - before
+                self.resource_index.extend([resource_row] * count)
+                self.scope_index.extend([len(self.scope_names) - 1] * count)
 
-    def _add_spans(self, spans: Any, where: str) -> None:
-        """Append one scope's spans to the columns (the hot loop: keep it lean)."""
-        if not isinstance(spans, list):
-            raise ValueError("'spans' must be a list")
+    def _malformed(self, where: str, exc: Exception, line: int) -> None:
+        """A malformed part of a document: raise, or skip it (and count it)."""
+        reason = f"malformed TracesData at {where}: {structure_reason(exc)}"
+        self.tally.bad(DataError(reason, path=self.path, record=line))
+
+    def _add_spans(self, spans: list[Any], where: str, line: int) -> None:
+        """Append one scope's spans; a malformed span raises or is skipped (and counted)."""
+        first = 0
+        while first < len(spans):
+            rows = len(self)
+            k = self._add_span_range(spans, first, where, line)
+            if k is None:
+                return
+            # span k broke halfway: drop what it appended (the tally raised if not skipping)
+            self.truncate(rows + (k - first))
+            first = k + 1
+
+    def _add_span_range(self, spans: list[Any], first: int, where: str, line: int) -> int | None:
+        """Append spans[first:] (the hot loop: keep it lean); the index of a malformed span
+        that was skipped, or None when all were added."""
         trace_ids, span_ids, parents = self.trace_ids, self.span_ids, self.parents
         names, kinds, starts, ends = self.names, self.kinds, self.starts, self.ends
-        codes, messages = self.status_codes, self.status_messages
+        codes, messages, lines = self.codes, self.messages, self.lines
         kind_of, status_of = KIND_BY_SPELLING.get, STATUS_BY_SPELLING.get
         keys, values = self.span_attributes.keys, self.span_attributes.values
         offsets = self.span_attributes.offsets
-        k = 0
+        k = first
         try:
-            for k, sp in enumerate(spans):
+            for k in range(first, len(spans)):
+                sp = spans[k]
                 tid = sp.get("traceId")
                 sid = sp.get("spanId")
                 if type(tid) is not str or type(sid) is not str or not tid or not sid:
@@ -305,13 +343,21 @@ class SpanBuilder:
                 kinds.append(None if kind is None else kind_of(kind))
                 start = sp.get("startTimeUnixNano")
                 end = sp.get("endTimeUnixNano")
-                starts.append(int(start) if start else None)
-                ends.append(int(end) if end else None)
+                start = int(start) if start else None
+                end = int(end) if end else None
+                if start is not None and not _MIN_NS <= start <= _MAX_NS:
+                    raise DataError(f"span {where}[{k}]: startTimeUnixNano {start} is out of range")
+                if end is not None and not _MIN_NS <= end <= _MAX_NS:
+                    raise DataError(f"span {where}[{k}]: endTimeUnixNano {end} is out of range")
+                starts.append(start)
+                ends.append(end)
                 status = sp.get("status")
                 if status:
                     code = status.get("code")
                     codes.append(None if code is None else status_of(code))
                     message = status.get("message")
+                    if message and type(message) is not str:
+                        raise ValueError(f"status message must be a string, not {message!r}")
                     messages.append(message if message else None)
                 else:
                     codes.append(None)
@@ -326,81 +372,41 @@ class SpanBuilder:
                         keys.append(kv["key"])
                         values.append(text)
                 offsets.append(len(keys))
-        except DataError:
-            raise
+                lines.append(line)
+        except DataError as exc:
+            self.tally.bad(DataError(exc.message, path=self.path, record=line))
+            return k
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"span {k}: {structure_reason(exc)}") from None
+            reason = f"malformed TracesData at {where}: span {k}: {structure_reason(exc)}"
+            self.tally.bad(DataError(reason, path=self.path, record=line))
+            return k
+        return None
 
     @staticmethod
     def _add_attributes(attributes: Any, column: MapColumn) -> None:
         """Append one row of attributes (a KeyValue list) to a map column."""
-        if attributes:
-            for kv in attributes:
-                column.keys.append(kv["key"])
-                column.values.append(any_value_text(kv.get("value")))
+        rows = len(column)
+        try:
+            if attributes:
+                for kv in attributes:
+                    column.keys.append(kv["key"])
+                    column.values.append(any_value_text(kv.get("value")))
+        except BaseException:
+            column.truncate(rows)
+            raise
         column.end_row()
 
-    def finish(self) -> pl.DataFrame:
-        """The canonical frame of every span added."""
-        if not self.trace_ids:
-            return pl.DataFrame(schema=CANONICAL_COLUMNS)
-        try:
-            return self._build()
-        except DataError:
-            raise
-        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
-            # e.g. a non-string attribute key, or text that is not valid Unicode
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DataError(f"malformed span data: {reason}", path=self.path) from None
-
-    def _build(self) -> pl.DataFrame:
-        """The raw columns as one frame, then the shared normalisation."""
-        span_attributes = self.span_attributes.series("span_attributes")
-        resource_attributes = self.resource_attributes.series("resource_attributes")
-        starts = self._times(self.starts, "startTimeUnixNano")
-        ends = self._times(self.ends, "endTimeUnixNano")
+    def raw_columns(self) -> dict[str, pl.Series]:
+        """The shared columns, plus scope and resource looked up by each span's index."""
         resource_rows = pl.Series(self.resource_index, dtype=pl.UInt32)
         scope_rows = pl.Series(self.scope_index, dtype=pl.UInt32)
-        raw = pl.DataFrame(
-            {
-                "trace_id": pl.Series(self.trace_ids, dtype=pl.String),
-                "span_id": pl.Series(self.span_ids, dtype=pl.String),
-                "parent_span_id": pl.Series(self.parents, dtype=pl.String),
-                "name": pl.Series(self.names, dtype=pl.String),
-                "kind": pl.Series(self.kinds, dtype=pl.String),
-                "start_ns": starts,
-                "end_ns": ends,
-                "status_code": pl.Series(self.status_codes, dtype=pl.String),
-                "status_message": self._texts(self.status_messages, "status message"),
-                "scope_name": pl.Series(self.scope_names, dtype=pl.String).gather(scope_rows),
-                "scope_version": pl.Series(self.scope_versions, dtype=pl.String).gather(scope_rows),
-                "span_attributes": span_attributes,
-                "resource_attributes": resource_attributes.gather(resource_rows),
-            }
-        )
-        return finish_spans(raw)
-
-    def _times(self, values: list[int | None], field: str) -> pl.Series:
-        """Unix nanoseconds as Int64; 0 (the proto default) means unknown."""
-        try:
-            series = pl.Series(values, dtype=pl.Int64)
-        except (OverflowError, TypeError, ValueError, pl.exceptions.PolarsError):
-            for i, value in enumerate(values):
-                if value is not None and not -(2**63) <= value < 2**63:
-                    raise DataError(
-                        f"{field} {value} is out of range", path=self.path, record=self.lines[i]
-                    ) from None
-            raise
-        return series.replace(0, None)
-
-    def _texts(self, values: list[Any], what: str) -> pl.Series:
-        """A text column, checking each value is a string (errors name the line)."""
-        for i, value in enumerate(values):
-            if value is not None and type(value) is not str:
-                raise DataError(
-                    f"{what} must be a string, not {value!r}", path=self.path, record=self.lines[i]
-                )
-        return pl.Series(values, dtype=pl.String)
+        resources = self.resource_attributes.series("resource_attributes")
+        return {
+            **super().raw_columns(),
+            "scope_name": pl.Series(self.scope_names, dtype=pl.String).gather(scope_rows),
+            "scope_version": pl.Series(self.scope_versions, dtype=pl.String).gather(scope_rows),
+            "resource_attributes": resources.gather(resource_rows),
+        }
 
 
 # --- the Arrow fast path ------------------------------------------------------------------
@@ -492,9 +498,11 @@ def read_fast(data: bytes) -> pl.DataFrame | None:
     except pa.ArrowException:
         return None
     try:
-        return _flatten(table)
+        frame = _flatten(table)
     except (_Decline, pa.ArrowException, pl.exceptions.PolarsError):
         return None
+    # a bad row (an id too long, an end before its start): the exact reader names its line
+    return frame if row_problems(frame) is None else None
 
 
 def _first_line_is_whole(data: bytes) -> bool:

@@ -17,6 +17,7 @@ import polars as pl
 
 from fluo.errors import DataError
 from fluo.ingest.otlp_json import SpanBuilder, load_bytes
+from fluo.ingest.report import ReadTally
 
 EXTRA = "otlp-proto"
 _LENGTH_BYTES = 4
@@ -46,14 +47,16 @@ def looks_like_otlp_proto(head: bytes, size: int) -> bool:
     return 0 < length <= size - _LENGTH_BYTES and head[_LENGTH_BYTES] == 0x0A
 
 
-def read_otlp_proto(path: str) -> pl.DataFrame:
+def read_otlp_proto(path: str, tally: ReadTally | None = None) -> pl.DataFrame:
     """Read one length-prefixed OTLP protobuf file (gzipped or not) into canonical rows.
 
-    Errors name the file and the message by its number (``path:3: ...``).
+    Errors name the file and the message by its number (``path:3: ...``). With a `tally`
+    that skips, a message that does not decode is skipped and the next one read; a length
+    that runs past the end of the file (a truncated file) skips the rest of it.
     """
     traces_data, json_format, decode_error = _modules()
     data = load_bytes(path)
-    builder = SpanBuilder(path)
+    builder = SpanBuilder(path, tally)
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -62,20 +65,27 @@ def read_otlp_proto(path: str) -> pl.DataFrame:
         while offset < len(data):
             record += 1
             if len(data) - offset < _LENGTH_BYTES:
-                raise DataError("truncated message length at the end of the file", path, record)
+                error = DataError("truncated message length at the end of the file", path, record)
+                builder.tally.bad(error)
+                break
             length = int.from_bytes(data[offset : offset + _LENGTH_BYTES], "big")
             offset += _LENGTH_BYTES
             if length > len(data) - offset:
-                raise DataError(
-                    f"message of {length} bytes runs past the end of the file "
-                    f"({len(data) - offset} left): truncated, or not length-prefixed OTLP",
-                    path,
-                    record,
+                builder.tally.bad(
+                    DataError(
+                        f"message of {length} bytes runs past the end of the file "
+                        f"({len(data) - offset} left): truncated, or not length-prefixed OTLP",
+                        path,
+                        record,
+                    )
                 )
+                break
             try:
                 message = traces_data.FromString(data[offset : offset + length])
             except decode_error as exc:
-                raise DataError(f"not an OTLP TracesData message: {exc}", path, record) from None
+                builder.tally.bad(DataError(f"not an OTLP TracesData message: {exc}", path, record))
+                offset += length
+                continue
             offset += length
             builder.add_document(json_format.MessageToDict(message), record)
         return builder.finish()

@@ -45,6 +45,7 @@ class IngestReport:
     files: list[str] = field(default_factory=list)
     _duplicates: int = 0
     _skipped: int = 0
+    _merged: int = 0
     _reasons: list[str] = field(default_factory=list)
     _pending: list[Callable[[], tuple[int, int, list[str]]]] = field(default_factory=list)
 
@@ -56,6 +57,10 @@ class IngestReport:
         """Count records an eager reader skipped, with the descriptions of the first ones."""
         self._skipped += count
         self._reasons.extend(reasons[: max(0, MAX_REASONS - len(self._reasons))])
+
+    def add_merged(self, count: int) -> None:
+        """Count Zipkin records merged into another record of the same span."""
+        self._merged += count
 
     def defer(self, counts: Callable[[], tuple[int, int, list[str]]]) -> None:
         """Register a lazy reader's (duplicates, skipped, reasons), computed when first read."""
@@ -85,6 +90,11 @@ class IngestReport:
         self._resolve()
         return list(self._reasons)
 
+    @property
+    def merged(self) -> int:
+        """Zipkin span fragments merged into another record of the same span."""
+        return self._merged
+
     def warnings(self) -> list[str]:
         """One line per kind of loss, for a run's warnings; empty when nothing was dropped."""
         lines = []
@@ -96,7 +106,46 @@ class IngestReport:
             shown = "; ".join(self.reasons)
             more = ", ..." if n > len(self.reasons) else ""
             lines.append(f"skipped {n} malformed record{'s' if n != 1 else ''}: {shown}{more}")
+        if self.merged:
+            n = self.merged
+            fragments = f"{n} Zipkin span fragment{'s' if n != 1 else ''}"
+            lines.append(f"merged {fragments} into the spans they belong to")
         return lines
+
+
+class ReadTally:
+    """What an eager reader (JSON, protobuf) did with the records of its files.
+
+    A malformed record's DataError is raised at once with ``on_error="fail"``; with
+    ``"skip"`` it is counted, its text (``path:line: reason``) kept for the first few, and
+    the reader goes on with the next record. Zipkin fragments merged into one span, and
+    exact copies of a record dropped before merging, are counted too. `add_to` hands the
+    counts to an IngestReport.
+    """
+
+    def __init__(self, on_error: OnError = "fail") -> None:
+        self.skip = on_error == "skip"
+        self.skipped = 0
+        self.reasons: list[str] = []
+        self.merged = 0
+        self.duplicates = 0
+
+    def bad(self, error: DataError) -> None:
+        """A malformed record: raise its error (fail), or count it and return (skip)."""
+        if not self.skip:
+            raise error from None
+        self.skipped += 1
+        if len(self.reasons) < MAX_REASONS:
+            self.reasons.append(str(error))
+
+    def add_to(self, report: IngestReport) -> None:
+        """Add the counts to `report`."""
+        if self.skipped:
+            report.add_skipped(self.skipped, self.reasons)
+        if self.merged:
+            report.add_merged(self.merged)
+        if self.duplicates:
+            report.add_duplicates(self.duplicates)
 
 
 def defer_duplicates(report: IngestReport, spans: pl.LazyFrame) -> None:
