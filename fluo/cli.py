@@ -406,15 +406,20 @@ def _seconds(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _cpu(value: float | None) -> str:
+    return "" if value is None else f" ({value:.2f})"
+
+
 def _report_bench(report: BenchReport) -> None:
     """Per-rule costs, then the whole set, hints and notes."""
     table = Table(
         title=f"fluo bench: {len(report.rules)} rules over {report.spans:,} spans "
         f"({report.traces:,} traces), median of {report.repeat}"
     )
-    heads = ("rule", "level", "alone s", "marginal s", "matched", "signals", "columns", "pushed")
+    heads = ("rule", "level", "alone s (cpu)", "marginal s (cpu)", "matched", "signals",
+             "columns", "pushed")  # fmt: skip
     for head in heads:
-        right = head in ("alone s", "marginal s", "matched", "signals")
+        right = head in ("alone s (cpu)", "marginal s (cpu)", "matched", "signals")
         table.add_column(head, justify="right" if right else "left", overflow="fold")
     for r in report.rules:
         if r.error is not None:
@@ -423,8 +428,8 @@ def _report_bench(report: BenchReport) -> None:
         table.add_row(
             r.name,
             r.level,
-            _seconds(r.alone_s),
-            _seconds(r.marginal_s),
+            _seconds(r.alone_s) + _cpu(r.alone_cpu_s),
+            _seconds(r.marginal_s) + _cpu(r.marginal_cpu_s),
             f"{r.matched:,} {r.unit}"
             if r.selectivity is None
             else f"{r.selectivity:.2%} of {r.unit}",
