@@ -147,10 +147,16 @@ def _gather(client: Any, futures: list[Any]) -> list[Any]:
 
 
 def _as_completed(client: Any, futures: list[Any]) -> Iterator[BucketResult]:
+    """Each future's result as it is done; then the future is dropped from `futures` and
+    released, so that the worker frees the result (a held future keeps it in the worker's
+    memory: with 32 buckets per worker, 1.8 GB instead of a bucket's 650 MB)."""
     distributed = _import_distributed()
     try:
-        for future in distributed.as_completed(futures):
-            yield future.result()
+        for future in distributed.as_completed(list(futures)):
+            result = future.result()
+            futures.remove(future)
+            future.release()
+            yield result
     except Exception as exc:  # a task that kept killing workers, a lost scheduler
         client.cancel(futures)
         raise FluoError(f"the Dask cluster failed the run: {_first_line(exc)}") from None

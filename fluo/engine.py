@@ -60,6 +60,8 @@ _SHUFFLE_KEY = "__fluo_bucket"
 SHUFFLE_ROWS = 1_000_000
 #: Signals are handed to a streaming sink this many rows at a time.
 _SINK_ROWS = 1_000_000
+#: The memory a bucket may take when neither --buckets nor --memory-limit is given.
+DEFAULT_BUCKET_MEMORY = 1 << 30
 #: In-memory bytes of evaluation per uncompressed byte of input (measured: see docs/scale.md).
 _MEMORY_FACTOR = 3.0
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -572,10 +574,10 @@ class Source:
             return
         count = options.buckets
         if count is None:
-            if options.memory_limit is not None and self.files is not None:
-                count = buckets_for(self.files, options.memory_limit)
-            else:
-                count = max(options.workers, 1) if options.engine == "dask" else 1
+            limit = options.memory_limit or DEFAULT_BUCKET_MEMORY
+            count = 1 if self.files is None else buckets_for(self.files, limit)
+            if options.engine == "dask":  # work for every worker, and some to rebalance
+                count = max(count, 2 * options.workers)
         if count < 1:
             raise DataError(f"the number of buckets must be at least 1, not {count}")
         scratch = tempfile.mkdtemp(prefix="fluo-buckets-", dir=options.scratch)
