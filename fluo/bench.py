@@ -4,7 +4,8 @@
 compile, one fused scan, signals in memory) and measures:
 
 * per rule: its time alone; its marginal cost inside the fused plan (the whole set minus
-  the set without it); its selectivity (the share of spans, or of traces for trace-level
+  the set without it, in pairs of runs made back to back, so that a drifting load on the
+  machine shifts both); its selectivity (the share of spans, or of traces for trace-level
   rules, that have a signal of it); the columns it reads; whether its condition is
   pushed into the scan; and hints for known slow shapes;
 * for the whole set: the bare scan of the columns the rules read (the floor: those
@@ -75,7 +76,7 @@ class RuleBench:
     level: str  # span, anchored, trace, sequence, pattern (fluo.check.rule_level)
     alone_s: float | None = None
     alone_cpu_s: float | None = None
-    marginal_s: float | None = None  # whole set minus the set without this rule
+    marginal_s: float | None = None  # median of (whole set - the set without it), paired runs
     marginal_cpu_s: float | None = None
     signals: int = 0  # as `fluo run` counts them
     matched: int = 0  # distinct spans (or traces, see `unit`) with a signal
@@ -232,20 +233,25 @@ def bench(
         with memory:
             signals = evaluate(kept, frame).signals
 
-    total = None
-    if ok:
-        total = _Median.of([_timed_step(step, "all rules", kept, frame) for _ in range(repeat)])
+    totals = [_timed_step(step, "all rules", kept, frame) for _ in range(repeat)] if ok else []
+    # Marginal costs from pairs run back to back (the whole set, then the set without the
+    # rule): a machine whose load drifts during the benchmark shifts both runs of a pair.
     without: dict[str, _Median] = {}
     if marginal and ok:
         for name in ok:
             others = rule_set.select([n for n in ok if n != name])
-            if not others.enabled:
-                without[name] = _Median(0.0, 0.0)
-                step(f"without: {name}", repeat)
-                continue
-            without[name] = _Median.of(
-                [_timed_step(step, f"without: {name}", others, frame) for _ in range(repeat)]
-            )
+            diffs: list[tuple[float, float]] = []
+            for _ in range(repeat):
+                whole = _timed_step(step, f"all rules, paired with: without {name}", kept, frame)
+                rest = (0.0, 0.0)
+                if others.enabled:
+                    rest = _timed_step(step, f"without: {name}", others, frame)
+                else:
+                    step(f"without: {name}")
+                totals.append(whole)
+                diffs.append((whole[0] - rest[0], whole[1] - rest[1]))
+            without[name] = _Median.of(diffs)
+    total = _Median.of(totals) if totals else None
     columns = sorted({c for n in ok for c in checked[n].columns}) or ["trace_id"]
     floor = _Median.of(
         [_timed_step(step, "bare scan", None, frame, columns) for _ in range(repeat)]
@@ -260,15 +266,15 @@ def bench(
         unit = _UNITS.get(rule.level, "traces")
         n_signals, n_matched = counts.get(name, (0, 0))
         denominator = {"spans": height, "traces": traces}.get(unit)
-        a, w = alone.get(name), without.get(name)
+        a, w = alone.get(name), without.get(name)  # w: the paired differences
         rows.append(
             RuleBench(
                 name=name,
                 level=rule.level,
                 alone_s=a.wall if a else None,
                 alone_cpu_s=a.cpu if a else None,
-                marginal_s=total.wall - w.wall if total and w else None,
-                marginal_cpu_s=total.cpu - w.cpu if total and w else None,
+                marginal_s=w.wall if w else None,
+                marginal_cpu_s=w.cpu if w else None,
                 signals=n_signals if name not in errors else 0,
                 matched=n_matched if name not in errors else 0,
                 unit=unit,
@@ -362,7 +368,7 @@ class _Steps:
 
 
 def _step_count(rules: int, repeat: int, marginal: bool) -> int:
-    return 1 + rules * repeat + repeat + (rules * repeat if marginal else 0) + repeat
+    return 1 + rules * repeat + repeat + (2 * rules * repeat if marginal else 0) + repeat
 
 
 class _PeakMemory:
