@@ -175,6 +175,7 @@ def run(
             workers=workers,
             scratch=str(scratch) if scratch else None,
             timeout=connect_timeout,
+            baseline=tuple(str(b) for b in baseline) if baseline else None,
         )
         rule_set = _load(rules)
         inputs = [str(s) for s in spans] if spans else [str(bundled("shophub/spans.parquet"))]

@@ -85,7 +85,9 @@ def bucket_results(
                     yield result
                 rest = whole_input_rules(source.rule_set, source.schema)
                 if rest is not None:
-                    whole = client.submit(run_whole_input, rest, source.spans, pure=False)
+                    whole = client.submit(
+                        run_whole_input, rest, source.spans, options.baseline, pure=False
+                    )
                     yield BucketResult(WHOLE_INPUT, _gather(client, [whole])[0])
             finally:
                 client.cancel(futures)

@@ -78,6 +78,7 @@ class Options:
     workers: int = 2  # workers of the local Dask cluster
     scratch: str | None = None  # where the run-time shuffle writes (shared by all workers)
     timeout: float = 10.0  # seconds to reach the Dask scheduler
+    baseline: tuple[str, ...] | None = None  # `--baseline` spans of windowed rules
 
     @property
     def shuffle_rows(self) -> int:
@@ -362,9 +363,12 @@ def whole_input_rules(rule_set: RuleSet, schema: SpanSchema) -> RuleSet | None:
     return rule_set.select(names) if names else None
 
 
-def run_whole_input(rule_set: RuleSet, spans: Spans) -> pl.DataFrame:
-    """The signals of `rule_set` (windowed rules) over the whole input, in one run."""
-    return run.evaluate(rule_set, spans).signals
+def run_whole_input(
+    rule_set: RuleSet, spans: Spans, baseline: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """The signals of `rule_set` (windowed rules) over the whole input, in one run;
+    `baseline` is the data set of rules with `baseline: data`."""
+    return run.evaluate(rule_set, spans, baseline=list(baseline) if baseline else None).signals
 
 
 # --- the local engine ----------------------------------------------------------------------
@@ -486,7 +490,7 @@ def bucket_results(
             yield run_bucket(task)
         if progress:
             progress(len(tasks), len(tasks), source.label)
-        whole = source.whole_input()
+        whole = source.whole_input(options.baseline)
         if whole is not None:
             yield BucketResult(WHOLE_INPUT, whole)
 
@@ -552,10 +556,10 @@ class Source:
             for b in layout.buckets
         ]
 
-    def whole_input(self) -> pl.DataFrame | None:
+    def whole_input(self, baseline: Sequence[str] | None = None) -> pl.DataFrame | None:
         """Signals of the rules that are not run per bucket, over the whole input."""
         rules = whole_input_rules(self.rule_set, self.schema)
-        return None if rules is None else run_whole_input(rules, self.spans)
+        return None if rules is None else run_whole_input(rules, self.spans, baseline)
 
     @contextlib.contextmanager
     def buckets(

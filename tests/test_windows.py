@@ -518,3 +518,26 @@ def test_baseline_data_without_a_column_the_rule_reads() -> None:
     data = spans(S("a", 0, attrs={"x": 1}))
     with pytest.raises(DataError, match="baseline data does not fit"):
         fluo.evaluate(rules, data, baseline=data.drop("span_attributes"))
+
+
+def test_baseline_data_in_a_bucketed_run(tmp_path: Path) -> None:
+    """The out-of-core engine runs windowed rules over the whole input, with --baseline."""
+    from fluo import engine
+
+    current, base = tmp_path / "current.parquet", tmp_path / "base.parquet"
+    spans(*latency_rows(slow_from=30)).write_parquet(current)
+    spans(*latency_rows(slow_from=999, minutes=20)).write_parquet(base)
+    rules = fluo.load_rules(
+        "rules:\n  r:\n    window: 10m\n    baseline: data\n"
+        "    when: avg(span.duration) - baseline > 200ms\n"
+    )
+    expected = fluo.evaluate(rules, current, baseline=base).signals
+    got = engine.evaluate(
+        rules, str(current), engine.Options(buckets=3, scratch=str(tmp_path), baseline=(str(base),))
+    )
+    assert got is not None
+    assert (
+        got.signals.select("rule", "window_start").rows()
+        == expected.select("rule", "window_start").rows()
+    )
+    assert expected.height == 1
