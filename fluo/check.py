@@ -948,10 +948,17 @@ class _Checker:
         for child in ast.children(node):
             self.outside_aggregates(child)
 
-    def _aggregate_arguments(self, node: ast.Aggregate) -> tuple[ast.Aggregate, Type | None]:
-        """`node` with its condition and value resolved, and the value's type."""
-        where = self._boolean(node.where) if node.where is not None else None
-        value, kind = (None, None) if node.value is None else self.resolve(node.value)
+    def _aggregate_arguments(
+        self, node: ast.Aggregate, inside: str
+    ) -> tuple[ast.Aggregate, Type | None]:
+        """`node` with its condition and value resolved (with flag `inside` set while they
+        are), and the value's type."""
+        setattr(self, inside, True)
+        try:
+            where = self._boolean(node.where) if node.where is not None else None
+            value, kind = (None, None) if node.value is None else self.resolve(node.value)
+        finally:
+            setattr(self, inside, False)
         return ast.Aggregate(node.func, value, where, node.scope, pos=node.pos), kind
 
     def _window_aggregate(self, node: ast.Aggregate) -> tuple[Expr, Type | None]:
@@ -959,11 +966,7 @@ class _Checker:
         if self.in_window:
             self.fail("aggregates over a window cannot be nested", node)
             return node, _ERROR
-        self.in_window = True
-        try:
-            resolved, kind = self._aggregate_arguments(node)
-        finally:
-            self.in_window = False
+        resolved, kind = self._aggregate_arguments(node, "in_window")
         if node.value is not None and kind is _ERROR:
             return node, _ERROR
         if node.func in ("rate", "ratio"):
@@ -983,11 +986,7 @@ class _Checker:
         if self.in_aggregate:
             self.fail("aggregates cannot be nested", node)
             return node, _ERROR
-        self.in_aggregate = True
-        try:
-            resolved, kind = self._aggregate_arguments(node)
-        finally:
-            self.in_aggregate = False
+        resolved, kind = self._aggregate_arguments(node, "in_aggregate")
         if node.value is not None and kind is _ERROR:
             return node, _ERROR
         if reads_this(resolved):
