@@ -290,12 +290,14 @@ def per_rule_counts(dump: Path) -> dict[str, int]:
 # --- DuckDB -----------------------------------------------------------------------------------
 
 
-def duckdb_connection() -> Any:
-    """A DuckDB connection with the benchmark's thread count."""
+def duckdb_connection(threads: int = THREADS) -> Any:
+    """A DuckDB connection with the benchmark's thread count, in UTC (time_bucket and
+    TIMESTAMPTZ results follow the session time zone; fluo's windows are UTC)."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"SET threads={THREADS}")
+    con.execute(f"SET threads={threads}")
+    con.execute("SET TimeZone = 'UTC'")
     return con
 
 

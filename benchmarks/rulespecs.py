@@ -13,19 +13,30 @@ A `RuleSpec` holds one rule in every form the comparative suite (suite.py) runs:
   needs at least one span matching one of its atoms to fire, so the hand-written
   variants may read only the spans matching some atom (the prefilter an expert writes).
 
+A windowed aggregate rule (level "window", docs/aggregates.md) also has a `window`: the
+`Window` shape it groups by (window length, keys, `where`), which every variant turns into
+one group_by per shape, its `min_count` and the `metrics` it reads. Its `polars` and `sql`
+are then boolean expressions over the metric columns of that group_by (`METRICS_POLARS`,
+`METRICS_SQL`: the aggregates an expert computes once per shape), `min_count` included;
+its `python` is a function of the list of spans of one group and window. A windowed
+signal is identified by (rule, service, name or null, window start): `window_ids` turns
+those columns into the same (rule, id) pairs the span and trace rules give.
+
 The semantics are fluo's (docs/language.md): a comparison with a missing value is false
 (`!=` too); `not (...)` is true when the value is missing.
 
 Two rule sets: `base_specs()` (the 20 span rules of span_rules.yaml and the 10 trace
 rules of trace_rules.yaml, reusing those scripts' Polars and SQL) and
-`generated_specs(n)`: n rules from parametrised families (6 span, 3 trace: 2/3 span
-rules), sharing columns as real rule sets do; `vocabulary` picks the literals (span
-names, services) so that the same families run on any span table.
+`generated_specs(n)`: n rules from parametrised families (6 span, 3 trace, 3 windowed:
+1/2 span, 1/4 trace, 1/4 windowed rules), sharing columns as real rule sets do;
+`vocabulary` picks the literals (span names, services) so that the same families run on
+any span table.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,22 +51,107 @@ Span = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Window:
+    """What a windowed rule groups by: tumbling windows of `minutes` (UTC, aligned to the
+    epoch), the span columns `by` (service_name, optionally name), and an optional `where`
+    (fluo, Polars, SQL, Python). Rules of one shape share one group_by in every variant."""
+
+    key: str
+    minutes: int
+    by: tuple[str, ...]
+    where: str | None = None
+    where_polars: pl.Expr | None = None
+    where_sql: str | None = None
+    where_python: Callable[[Span], bool] | None = None
+
+
+@dataclass(frozen=True)
 class RuleSpec:
     name: str
-    level: str  # "span" or "trace"
+    level: str  # "span", "trace" or "window"
     when: str
     polars: pl.Expr
     sql: str
     python: Callable[..., bool]
     atoms: tuple[tuple[pl.Expr, str], ...] = field(default=())  # trace rules: (Polars, SQL)
+    window: Window | None = None  # windowed rules
+    min_count: int = 1
+    metrics: tuple[str, ...] = ()  # windowed rules: keys of METRICS_POLARS / METRICS_SQL
+
+
+#: fluo's names of the span columns windowed rules group by.
+BY_FIELDS = {"service_name": "span.service", "name": "span.name"}
 
 
 def rules_yaml(specs: Sequence[RuleSpec]) -> str:
     """The fluo rule file of `specs` (JSON strings are valid YAML scalars)."""
     lines = ["fluo: 1", "", "rules:"]
     for s in specs:
-        lines += [f"  {s.name}:", f"    when: {json.dumps(s.when)}"]
+        lines.append(f"  {s.name}:")
+        if s.window is not None:
+            w = s.window
+            lines += [
+                f"    window: {w.minutes}m",
+                f"    by: [{', '.join(BY_FIELDS[k] for k in w.by)}]",
+            ]
+            if w.where is not None:
+                lines.append(f"    where: {json.dumps(w.where)}")
+            if s.min_count != 1:
+                lines.append(f"    min_count: {s.min_count}")
+        lines.append(f"    when: {json.dumps(s.when)}")
     return "\n".join(lines) + "\n"
+
+
+# --- windowed rules: metrics, signal ids --------------------------------------------------
+
+#: The aggregates of one group and window, as an expert computes them once per shape.
+METRICS_POLARS: dict[str, pl.Expr] = {
+    "cnt": pl.len(),
+    "errs": (pl.col("status_code") == "ERROR").sum(),
+    "avg_d": pl.col("duration_ns").mean(),
+    "max_d": pl.col("duration_ns").max(),
+    "p95_d": pl.col("duration_ns").quantile(0.95, "linear"),
+}
+METRICS_SQL: dict[str, str] = {
+    "cnt": "count(*)",
+    "errs": "count(*) FILTER (WHERE status_code = 'ERROR')",
+    "avg_d": "avg(duration_ns)",
+    "max_d": "max(duration_ns)",
+    "p95_d": "quantile_cont(duration_ns, 0.95)",
+}
+#: The columns of a windowed signal, from which `window_ids` makes its id.
+WINDOW_SIGNAL = ("rule", "service", "name", "window_start")
+
+
+def window_ids(frame: pl.DataFrame) -> pl.DataFrame:
+    """(rule, id) pairs of windowed signals from the columns `WINDOW_SIGNAL` (name null
+    when the rule does not group by it; window_start a datetime, naive = UTC): the id is
+    the JSON object {"service", "name", "window_start" (ISO 8601, UTC)}."""
+    start = pl.col("window_start")
+    dtype = frame.schema["window_start"]
+    utc = (
+        start.dt.convert_time_zone("UTC")
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone
+        else start.dt.replace_time_zone("UTC")
+    )
+    stamp = utc.cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
+    key = pl.struct(
+        pl.col("service").cast(pl.String), pl.col("name").cast(pl.String), stamp
+    ).struct.json_encode()
+    return frame.select(pl.col("rule").cast(pl.String), key.alias("id"))
+
+
+def quantile(values: list[int], q: float) -> float | None:
+    """Linear interpolation between the closest ranks (DuckDB's `quantile_cont`, Polars'
+    `quantile(q, "linear")`, fluo's percentiles); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    below, above = float(ordered[low]), float(ordered[high])
+    return below + (above - below) * (position - low)
 
 
 # --- the plain Python a per-trace interpreter evaluates ----------------------------------
@@ -263,10 +359,12 @@ def synthetic_vocabulary() -> Vocabulary:
     return Vocabulary(tuple(o[0] for o in spangen.OPERATIONS), tuple(spangen.SERVICES))
 
 
-#: Family ids: s0..s5 span rules, t0..t2 trace rules; the order rule sets cycle through.
-FAMILIES = ("s0", "s1", "s2", "s3", "s4", "s5", "t0", "t1", "t2")
+#: Family ids: s0..s5 span rules, t0..t2 trace rules, w0..w2 windowed rules; the order
+#: rule sets cycle through (the first nine are the families of the sets before windowed
+#: rules were added, so a set of n <= 9 rules is unchanged).
+FAMILIES = ("s0", "s1", "s2", "s3", "s4", "s5", "t0", "t1", "t2", "w0", "w1", "w2")
 #: Families that read only canonical columns (any span table, e.g. Nezha).
-PORTABLE_FAMILIES = ("s0", "s1", "t0", "t1", "t2")
+PORTABLE_FAMILIES = ("s0", "s1", "t0", "t1", "t2", "w0", "w1")
 URL_PREFIXES = ("/api/v1/", "/api/v2/", "/api/v3/", "/payment-api/", "/search?q=", "/admin/users/")
 RESOURCES = ("users", "carts", "products", "orders", "sessions")
 
@@ -391,7 +489,99 @@ def _family(family: str, j: int, v: Vocabulary) -> RuleSpec:
             lambda t: _count(t, lambda s: _error(s) and s["service_name"] == svc) > k,
             ((pa, sa),),
         )
+    if family in WINDOW_FAMILIES:
+        return _window_family(family, j)
     raise ValueError(f"no rule family {family}")
+
+
+#: The shapes of the windowed families: 5-minute windows by service, 5-minute windows by
+#: service and span name, 1-minute windows by service over server spans.
+SHAPES = {
+    "w0": Window("service_5m", 5, ("service_name",)),
+    "w1": Window("operation_5m", 5, ("service_name", "name")),
+    "w2": Window(
+        "server_1m",
+        1,
+        ("service_name",),
+        "span.kind == SERVER",
+        pl.col("kind") == "SERVER",
+        "kind = 'SERVER'",
+        lambda s: s["kind"] == "SERVER",
+    ),
+}
+WINDOW_FAMILIES = tuple(SHAPES)
+#: What a windowed family's j-th rule judges: WINDOW_KINDS[(j + offset) % 6].
+WINDOW_KINDS = ("p95", "error_rate", "avg", "count", "max", "errors")
+#: Per shape: (family offset, {kind: (min_count, base threshold, step per round)}); the
+#: thresholds (ms for durations, % for error rates) put some but not most windows of
+#: spangen's data over them (~2-25%), at 200k spans as at 1M.
+WINDOW_LIMITS: dict[str, tuple[int, dict[str, tuple[int, int, int]]]] = {
+    "w0": (0, {"count": (1, 150, 50), "errors": (1, 4, 1), "error_rate": (30, 4, 1),
+               "avg": (20, 100, 15), "max": (1, 3000, 1000), "p95": (20, 350, 50)}),
+    "w1": (2, {"count": (1, 40, 10), "errors": (1, 2, 1), "error_rate": (10, 10, 2),
+               "avg": (5, 100, 25), "max": (1, 1000, 500), "p95": (5, 300, 100)}),
+    "w2": (4, {"count": (1, 20, 5), "errors": (1, 1, 1), "error_rate": (5, 10, 2),
+               "avg": (3, 150, 20), "max": (1, 2000, 500), "p95": (3, 400, 75)}),
+}  # fmt: skip
+
+
+def _window_family(family: str, j: int) -> RuleSpec:
+    """The j-th rule of a windowed family: one aggregate of WINDOW_KINDS with a threshold
+    that grows with each round through the kinds."""
+    shape, (offset, limits) = SHAPES[family], WINDOW_LIMITS[family]
+    kind = WINDOW_KINDS[(j + offset) % len(WINDOW_KINDS)]
+    m, base, step = limits[kind]
+    x = base + step * (j // len(WINDOW_KINDS))
+    c = pl.col
+    when: str
+    cond: pl.Expr
+    sql: str
+    check: Callable[[list[Span]], bool]
+    if kind == "count":
+        when, metrics = f"count > {x}", ("cnt",)
+        cond, sql = c("cnt") > x, f"cnt > {x}"
+        check = lambda w: len(w) > x  # noqa: E731
+    elif kind == "errors":
+        when, metrics = f"errors > {x}", ("cnt", "errs")
+        cond, sql = c("errs") > x, f"errs > {x}"
+        check = lambda w: _count(w, _error) > x  # noqa: E731
+    elif kind == "error_rate":
+        rate = x / 100
+        when, metrics = f"error_rate > {x}%", ("cnt", "errs")
+        cond, sql = c("errs") / c("cnt") > rate, f"errs / cnt > {rate!r}"
+        check = lambda w: _count(w, _error) / len(w) > rate  # noqa: E731
+    elif kind in ("avg", "max", "p95"):
+        metric = f"{kind}_d"
+        when, metrics = f"{kind}(span.duration) > {x}ms", ("cnt", metric)
+        cond, sql = c(metric) > x * MS, f"{metric} > {x * MS}"
+
+        def value(w: list[Span]) -> float | None:
+            d = [s["duration_ns"] for s in w if s["duration_ns"] is not None]
+            if not d:
+                return None
+            if kind == "avg":
+                return sum(d) / len(d)
+            return max(d) if kind == "max" else quantile(d, 0.95)
+
+        def check(w: list[Span]) -> bool:
+            v = value(w)
+            return v is not None and v > x * MS
+
+    else:
+        raise ValueError(f"no windowed rule kind {kind}")
+    if m != 1:
+        cond, sql = (c("cnt") >= m) & cond, f"cnt >= {m} AND {sql}"
+    return RuleSpec(
+        f"{family}_{j}",
+        "window",
+        when,
+        cond,
+        sql,
+        lambda w: len(w) >= m and check(w),
+        window=shape,
+        min_count=m,
+        metrics=metrics,
+    )
 
 
 def _q(text: str) -> str:

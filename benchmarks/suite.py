@@ -15,23 +15,32 @@ Competitors, in the same run, on the same file, each run in a fresh process:
   scan    the floor: the columns the rules read, decoded batch by batch and dropped
   fluo    fluo.load_rules(...).evaluate(path): compile, one fused plan, signals
   polars  hand-written Polars: one scan with a flag per span rule, filter any, unpivot;
-          one prefiltered group_by(trace_key) for the trace rules; collected together
+          one prefiltered group_by(trace_key) for the trace rules; per window shape one
+          group_by(keys, truncated start) computing each metric once, a flag per
+          windowed rule; collected together
   duckdb  DuckDB SQL as an expert writes it: one query with a CASE-free boolean column
           per span rule, WHERE any, UNPIVOT; one GROUP BY trace_key ... HAVING for the
-          trace rules (prefiltered on the union of their atoms); 2 threads
+          trace rules (prefiltered on the union of their atoms); per window shape one
+          GROUP BY keys, time_bucket(...) with FILTER aggregates and quantile_cont, a
+          flag per windowed rule, UNPIVOT; 2 threads, time zone UTC
   python  a straightforward per-trace interpreter (what a rule engine like the original
-          FLUO does): spans as dicts grouped by trace, every rule evaluated in Python. It
-          runs on a deterministic sample of whole traces (trace_key % K == 0, ~100k
-          spans) and its time is extrapolated linearly to the whole table (labelled so)
+          FLUO does): spans as dicts grouped by trace, every rule evaluated in Python
+          (windowed rules: each span appended to its group and window, every rule
+          evaluated on every window afterwards). It runs on a deterministic sample of
+          whole traces (trace_key % K == 0, ~100k spans) and its time is extrapolated
+          linearly to the whole table (labelled so)
 
 Cases: the base rule set (20 span rules of span_rules.yaml + 10 trace rules of
 trace_rules.yaml) at each size (scaling with spans); generated mixed rule sets of 1, 10,
-100 and 300 rules (benchmarks/rulespecs.py: 2/3 span rules, 1/3 trace rules, sharing
-columns) at --rules-size spans (scaling with rules).
+100 and 300 rules (benchmarks/rulespecs.py: 1/2 span rules, 1/4 trace rules, 1/4
+windowed aggregate rules, sharing columns) at --rules-size spans (scaling with rules).
 
 Agreement: every competitor's (rule, id) pairs (span_id for span rules, trace_id for
-trace rules) must equal fluo's exactly (the interpreter's: fluo's restricted to the
-sampled traces), or its time is struck out and no ratio is reported for it.
+trace rules, the JSON of (service, name or null, window start) for windowed rules:
+`rulespecs.window_ids`) must equal fluo's exactly (the interpreter's: fluo's restricted
+to the sampled traces, and for windowed rules fluo's run on the sample itself, since a
+window's aggregates over a sample are not those over the table), or its time is struck
+out and no ratio is reported for it.
 
 Figures are medians of --runs runs (round-robin over the variants, each in its own
 process, waiting up to --quiet-wait seconds for the shared machine's CPUs to go idle);
@@ -46,6 +55,7 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +150,12 @@ def build_case(variant: str, path: str, ruleset: str, sample: int) -> tuple[Any,
     """(a zero-argument callable doing one run, a function turning its result into the
     (rule, id) frame, applied after the timing)."""
     import polars as pl
+    import rulespecs
 
     specs = specs_for(ruleset, path)
     span_specs = [s for s in specs if s.level == "span"]
     trace_specs = [s for s in specs if s.level == "trace"]
+    window_specs = [s for s in specs if s.level == "window"]
     if variant == "scan":
         columns = rule_columns(ruleset, specs, path)
 
@@ -157,33 +169,54 @@ def build_case(variant: str, path: str, ruleset: str, sample: int) -> tuple[Any,
         return scan, None
     if variant == "fluo":
         rule_set = fluo_rules(ruleset, specs)
-        span_names = [s.name for s in span_specs]
-
-        def pairs(signals: pl.DataFrame) -> pl.DataFrame:
-            is_span = pl.col("rule").is_in(span_names)
-            ids = pl.when(is_span).then(pl.col("span_id")).otherwise(pl.col("trace_id"))
-            return signals.select("rule", ids.alias("id")).unique()
-
-        return (lambda: rule_set.evaluate(path)), pairs
+        return (lambda: rule_set.evaluate(path)), lambda signals: fluo_pairs(signals, specs)
     if variant == "polars":
-        return (lambda: polars_answer(path, span_specs, trace_specs)), None
+        return (lambda: polars_answer(path, span_specs, trace_specs, window_specs)), None
     if variant == "duckdb":
         con = harness.duckdb_connection()
         queries = duckdb_queries(path, span_specs, trace_specs)
+        window_queries = duckdb_window_queries(path, window_specs)
 
         def duck() -> pl.DataFrame:
             frames = [con.sql(q).pl() for q in queries]
+            frames += [rulespecs.window_ids(con.sql(q).pl()) for q in window_queries]
             return pl.concat(frames) if frames else pl.DataFrame(schema={"rule": pl.String})
 
         return duck, None
     if variant == "python":
-        return (lambda: interpret(path, span_specs, trace_specs, sample)), None
+        return (lambda: interpret(path, span_specs, trace_specs, sample, window_specs)), None
     raise SystemExit(f"unknown variant {variant}")
 
 
-def polars_answer(path: str, span_specs: list[Any], trace_specs: list[Any]) -> Any:
-    """Hand-written fused Polars: both levels planned lazily, collected together."""
+def fluo_pairs(signals: Any, specs: list[Any]) -> Any:
+    """fluo's signals as (rule, id) pairs: span_id for span rules, trace_id for trace
+    rules, `rulespecs.window_ids` of (service, name, window_start) for windowed rules."""
     import polars as pl
+    import rulespecs
+
+    span_names = [s.name for s in specs if s.level == "span"]
+    window_names = [s.name for s in specs if s.level == "window"]
+    is_span, is_window = pl.col("rule").is_in(span_names), pl.col("rule").is_in(window_names)
+    ids = pl.when(is_span).then(pl.col("span_id")).otherwise(pl.col("trace_id"))
+    flat = signals.filter(~is_window).select(pl.col("rule").cast(pl.String), ids.alias("id"))
+    windows = signals.filter(is_window).select(rulespecs.WINDOW_SIGNAL)
+    return pl.concat([flat, rulespecs.window_ids(windows)]).unique()
+
+
+def by_shape(window_specs: list[Any]) -> dict[str, tuple[Any, list[Any]]]:
+    """The windowed rules by the shape they group by: {key: (Window, [specs])}."""
+    shapes: dict[str, tuple[Any, list[Any]]] = {}
+    for s in window_specs:
+        shapes.setdefault(s.window.key, (s.window, []))[1].append(s)
+    return shapes
+
+
+def polars_answer(
+    path: str, span_specs: list[Any], trace_specs: list[Any], window_specs: list[Any]
+) -> Any:
+    """Hand-written fused Polars: every level planned lazily, collected together."""
+    import polars as pl
+    import rulespecs
 
     scan = pl.scan_parquet(path)
     jobs = []
@@ -210,7 +243,35 @@ def polars_answer(path: str, span_specs: list[Any], trace_specs: list[Any]) -> A
             .filter(pl.col("hit"))
             .select("rule", pl.col("trace_id").alias("id"))
         )
-    return pl.concat(pl.collect_all(jobs, engine="streaming"))
+    shapes = by_shape(window_specs)
+    for shape, specs in shapes.values():
+        names = [s.name for s in specs]
+        metrics = dict.fromkeys(m for s in specs for m in s.metrics)
+        rows = scan if shape.where_polars is None else scan.filter(shape.where_polars)
+        keys = [pl.col("service_name").alias("service")]
+        if "name" in shape.by:
+            keys.append(pl.col("name"))
+        index = [k.meta.output_name() for k in keys] + ["window_start"]
+        jobs.append(
+            rows.group_by(
+                *keys, pl.col("start_time").dt.truncate(f"{shape.minutes}m").alias("window_start")
+            )
+            .agg(rulespecs.METRICS_POLARS[m].alias(m) for m in metrics)
+            .select(*index, *(s.polars.fill_null(False).alias(s.name) for s in specs))
+            .filter(pl.any_horizontal(names))
+            .unpivot(on=names, index=index, variable_name="rule", value_name="hit")
+            .filter(pl.col("hit"))
+            .select(
+                "rule",
+                "service",
+                pl.col("name") if "name" in shape.by else pl.lit(None, pl.String).alias("name"),
+                "window_start",
+            )
+        )
+    frames = pl.collect_all(jobs, engine="streaming")
+    n_flat = len(frames) - len(shapes)
+    windows = [rulespecs.window_ids(f) for f in frames[n_flat:]]
+    return pl.concat(frames[:n_flat] + windows)
 
 
 def duckdb_queries(path: str, span_specs: list[Any], trace_specs: list[Any]) -> list[str]:
@@ -239,6 +300,34 @@ def duckdb_queries(path: str, span_specs: list[Any], trace_specs: list[Any]) -> 
     return queries
 
 
+def duckdb_window_queries(path: str, window_specs: list[Any]) -> list[str]:
+    """Per window shape: one GROUP BY keys, time_bucket(...) computing each metric once,
+    a flag per windowed rule, UNPIVOT: (rule, service, name, window_start)."""
+    import rulespecs
+
+    queries = []
+    for shape, specs in by_shape(window_specs).values():
+        names = [s.name for s in specs]
+        metrics = dict.fromkeys(m for s in specs for m in s.metrics)
+        aggs = ",\n    ".join(f"{rulespecs.METRICS_SQL[m]} AS {m}" for m in metrics)
+        by_name = "name" in shape.by
+        keys = "service_name AS service, " + ("name" if by_name else "NULL::VARCHAR AS name")
+        bucket = f"time_bucket(INTERVAL '{shape.minutes} minutes', start_time)"
+        where = f"\n  WHERE {shape.where_sql}" if shape.where_sql else ""
+        flags = ",\n    ".join(f"coalesce({s.sql}, false) AS {s.name}" for s in specs)
+        queries.append(
+            f"WITH per_window AS (\n  SELECT {keys}, {bucket} AS window_start,\n    {aggs}\n"
+            f"  FROM read_parquet('{path}'){where}\n"
+            f"  GROUP BY service_name, {'name, ' if by_name else ''}window_start\n"
+            f"), flags AS (\n  SELECT service, name, window_start,\n    {flags}\n"
+            f"  FROM per_window\n)\n"
+            f"SELECT rule, service, name, window_start\n"
+            f"FROM (SELECT * FROM flags WHERE {' OR '.join(names)})\n"
+            f"UNPIVOT (hit FOR rule IN ({', '.join(names)}))\nWHERE hit"
+        )
+    return queries
+
+
 INTERPRETER_COLUMNS = (
     "trace_id", "span_id", "parent_span_id", "name", "kind", "service_name", "duration_ns",
     "status_code", "status_message", "span_attributes", "attr.http.url", "attr.http.method",
@@ -246,14 +335,28 @@ INTERPRETER_COLUMNS = (
 )  # fmt: skip
 
 
-def interpret(path: str, span_specs: list[Any], trace_specs: list[Any], sample: int) -> Any:
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def interpret(
+    path: str,
+    span_specs: list[Any],
+    trace_specs: list[Any],
+    sample: int,
+    window_specs: list[Any] | None = None,
+) -> Any:
     """A per-trace rule interpreter: the spans of the sampled traces as dicts, grouped by
-    trace; every span rule on every span, every trace rule on every trace, in Python."""
+    trace; every span rule on every span, every trace rule on every trace, in Python.
+    Windowed rules: each span goes to its group and window (per shape), and every
+    windowed rule is evaluated on every window once all traces are read."""
     import polars as pl
+    import rulespecs
 
     scan = pl.scan_parquet(path)
     present = scan.collect_schema()
-    columns = [c for c in INTERPRETER_COLUMNS if c in present]
+    shapes = by_shape(window_specs or [])
+    wanted = INTERPRETER_COLUMNS + (("start_time",) if shapes else ())
+    columns = [c for c in wanted if c in present]
     if sample > 1:
         scan = scan.filter(pl.col("trace_key") % sample == 0)
     c0, t0 = os.times(), time.perf_counter()
@@ -267,6 +370,9 @@ def interpret(path: str, span_specs: list[Any], trace_specs: list[Any], sample: 
     for row in rows:
         traces[row["trace_id"]].append(row)
     out: list[tuple[str, str]] = []
+    windows: dict[str, dict[tuple[Any, Any, int], list[dict[str, Any]]]] = {
+        key: defaultdict(list) for key in shapes
+    }
     for trace_id, spans in traces.items():
         for spec in span_specs:
             check = spec.python
@@ -274,9 +380,28 @@ def interpret(path: str, span_specs: list[Any], trace_specs: list[Any], sample: 
         for spec in trace_specs:
             if spec.python(spans):
                 out.append((spec.name, trace_id))
+        for key, (shape, _) in shapes.items():
+            step, groups = timedelta(minutes=shape.minutes), windows[key]
+            by_name, where = "name" in shape.by, shape.where_python
+            for s in spans:
+                if where is None or where(s):
+                    name = s["name"] if by_name else None
+                    groups[(s["service_name"], name, (s["start_time"] - EPOCH) // step)].append(s)
+    fired: list[tuple[str, Any, Any, int]] = []
+    for key, (shape, specs) in shapes.items():
+        seconds = shape.minutes * 60
+        for (service, name, index), group in windows[key].items():
+            fired.extend((s.name, service, name, index * seconds) for s in specs if s.python(group))
     harness.CASE_EXTRA["sample_spans"] = len(rows)
     harness.CASE_EXTRA["sample_traces"] = len(traces)
-    return pl.DataFrame(out, schema={"rule": pl.String, "id": pl.String}, orient="row")
+    flat = pl.DataFrame(out, schema={"rule": pl.String, "id": pl.String}, orient="row")
+    if not shapes:
+        return flat
+    schema = {"rule": pl.String, "service": pl.String, "name": pl.String, "window_start": pl.Int64}
+    signals = pl.DataFrame(fired, schema=schema, orient="row").with_columns(
+        pl.from_epoch("window_start", "s").dt.replace_time_zone("UTC")
+    )
+    return pl.concat([flat, rulespecs.window_ids(signals)])
 
 
 def child(args: argparse.Namespace) -> None:
@@ -360,9 +485,9 @@ def measure_case(
                     .collect()
                 )
                 ids = pl.concat([sampled["span_id"], sampled["trace_id"].unique()])
-                pl.read_parquet(reference).filter(pl.col("id").is_in(ids.implode())).write_parquet(
-                    ours
-                )
+                restricted = pl.read_parquet(reference).filter(pl.col("id").is_in(ids.implode()))
+                windowed = fluo_windows_on_sample(path, ruleset, sample, dumps)
+                pl.concat([restricted, windowed]).write_parquet(ours)
             diff = harness.agreement(ours, theirs) if reference.exists() else {"no fluo": {}}
             summary[variant]["agrees"] = not diff
             if diff:
@@ -386,6 +511,23 @@ def measure_case(
         "errors": errors,
         "signals_per_rule": counts,
     }
+
+
+def fluo_windows_on_sample(path: Path, ruleset: str, sample: int, tmp: Path) -> Any:
+    """fluo's windowed signals, as (rule, id) pairs, over the interpreter's sample (the
+    traces with trace_key % sample == 0): what the interpreter's windows must equal."""
+    import polars as pl
+    import rulespecs
+
+    import fluo
+
+    specs = [s for s in specs_for(ruleset, str(path)) if s.level == "window"]
+    if not specs:
+        return pl.DataFrame(schema={"rule": pl.String, "id": pl.String})
+    sampled = tmp / "sample.parquet"
+    pl.scan_parquet(path).filter(pl.col("trace_key") % sample == 0).sink_parquet(sampled)
+    signals = fluo.load_rules(rulespecs.rules_yaml(specs)).evaluate(sampled)
+    return fluo_pairs(signals, specs)
 
 
 def valid(case: dict[str, Any], variant: str) -> dict[str, Any] | None:
@@ -551,14 +693,17 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def publish(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print the report; with the README (not for --quick, unless --readme), redraw
+    benchmarks/suite.png and rewrite the README block; else draw the chart beside --out."""
+    quick = "--quick" in report["command"]
+    to_readme = (not quick or args.readme) and not args.no_readme
+    chart = plot(report, CHART if to_readme else args.out.with_suffix(".png"))
     text = markdown(report)
     print()
     print(text)
-    chart = plot(report)
     if chart:
         print(f"chart: {chart}")
-    quick = "--quick" in report["command"]
-    if (not quick or args.readme) and not args.no_readme:
+    if to_readme:
         harness.update_readme(BEGIN, END, text, SECTION)
         print(f"updated {harness.README}")
 
@@ -616,8 +761,9 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "**Scaling with rules** (generated mixed rule sets: 2/3 span rules, 1/3 trace rules, "
-        "six span and three trace families sharing columns; `benchmarks/rulespecs.py`):",
+        "**Scaling with rules** (generated mixed rule sets: 1/2 span, 1/4 trace and 1/4 "
+        "windowed aggregate rules, six span, three trace and three windowed families sharing "
+        "columns; `benchmarks/rulespecs.py`):",
         "",
         "| rules | spans | fluo | hand-fused Polars | DuckDB | Python interpreter* "
         "| Polars / fluo | DuckDB / fluo | Python / fluo | fluo per rule |",
@@ -732,7 +878,7 @@ def scaling_findings(report: dict[str, Any]) -> list[str]:
     return ["", *out] if out else []
 
 
-def plot(report: dict[str, Any]) -> Path | None:
+def plot(report: dict[str, Any], target: Path = CHART) -> Path | None:
     try:
         import matplotlib
 
@@ -756,7 +902,7 @@ def plot(report: dict[str, Any]) -> Path | None:
     left.set(xscale="log", yscale="log", xlabel="spans", ylabel=CHARTED_LABEL,
              title="30 rules (20 span + 10 trace)")  # fmt: skip
     size = report["rules"][0]["spans"] if report["rules"] else 0
-    right.set(xscale="log", yscale="log", xlabel="rules (2/3 span, 1/3 trace)",
+    right.set(xscale="log", yscale="log", xlabel="rules (1/2 span, 1/4 trace, 1/4 windowed)",
               ylabel=CHARTED_LABEL, title=f"{size:,} spans")  # fmt: skip
     left.legend(fontsize=7)
     for axis in (left, right):
@@ -764,9 +910,10 @@ def plot(report: dict[str, Any]) -> Path | None:
     m = report["machine"]
     fig.suptitle(f"fluo {m['fluo_commit']}, {m['nproc']} cores, {m['date']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(CHART, dpi=110)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=110)
     plt.close(fig)
-    return CHART
+    return target
 
 
 if __name__ == "__main__":

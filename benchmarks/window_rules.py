@@ -8,14 +8,19 @@ name: p50/p95/p99, avg, max, counts, rate, error rates, two baselines over the p
 hour) run on the same Parquet file by:
 
 * scan: `scan_parquet(...).select(<the 6 columns the rules read>).collect()`, the floor;
-* fluo: `fluo.evaluate(rules, path)`, signals with exemplar traces;
+* fluo: `fluo.evaluate(rules, path)`, signals with exemplar traces (fluo_no_exemplars:
+  the same rules with `exemplars: 0`); reading and checking the rules is timed too;
 * duckdb: one GROUP BY with FILTER aggregates, the baselines as window functions
-  (median over the previous hour's windows), one UNION ALL of the 10 conditions.
+  (median over the previous hour's windows), one UNION ALL of the 10 conditions
+  (duckdb_exemplars: plus the exemplar traces in SQL); as many threads as cores, UTC.
 
-Each variant runs `--runs` times, round-robin, in this process; medians are reported,
-and the ratios are of medians measured in the same run. Signals must agree: the set of
-(rule, service, name, window start) from fluo and from DuckDB is compared, and a
-variant that disagrees is reported as such, without a figure.
+Each variant runs `--runs` times, round-robin, each run in a fresh process
+(benchmarks/harness.py: `spawn` / `run_case`, like the other benchmarks here), after the
+file is read once into the page cache; medians are reported, and the ratios are of
+medians measured in the same invocation. Signals must agree: every variant's (rule,
+service, name, window start), as `rulespecs.window_ids`, is compared with fluo's
+(`harness.agreement`), and a variant that disagrees is reported as such, without a
+figure. Results: benchmarks/results/window_rules_<spans>.json.
 """
 
 from __future__ import annotations
@@ -23,19 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
-
-import polars as pl
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # fluo from this checkout, spangen, harness
 
-import fluo  # noqa: E402
+import harness  # noqa: E402
 
 RULES = HERE / "window_rules.yaml"
 COLUMNS = ["service_name", "name", "kind", "start_time", "duration_ns", "status_code"]
@@ -85,92 +86,129 @@ EXEMPLARS = """,
     arg_max(trace_id, duration_ns, 5) FILTER (WHERE kind = 'SERVER') AS slowest_server"""
 
 
-def scan(path: Path) -> set[tuple[str, str, str, object]]:
-    pl.scan_parquet(path).select(COLUMNS).collect()
-    return set()
+VARIANTS = ("scan", "fluo", "fluo_no_exemplars", "duckdb", "duckdb_exemplars")
 
 
-def run_fluo(path: Path, exemplars: bool = True) -> set[tuple[str, str, str, object]]:
-    text = RULES.read_text()
-    if not exemplars:
-        text = text.replace("    window: 5m\n", "    window: 5m\n    exemplars: 0\n")
-    signals = fluo.evaluate(fluo.load_rules(text), path).signals
-    return {
-        (r, s, n, w.replace(tzinfo=None))
-        for r, s, n, w in signals.select("rule", "service", "name", "window_start").iter_rows()
-    }
+def build_case(name: str, path: str) -> tuple[Any, Any]:
+    """(a zero-argument callable doing one run of variant `name`, a function turning its
+    result into (rule, id) pairs after the timing, or None)."""
+    import polars as pl
+    import rulespecs
 
+    if name == "scan":
+        return (lambda: pl.scan_parquet(path).select(COLUMNS).collect().height), None
+    if name in ("fluo", "fluo_no_exemplars"):
+        import fluo
 
-def run_duckdb(path: Path, exemplars: bool = False) -> set[tuple[str, str, str, object]]:
-    import duckdb
+        def run_fluo() -> pl.DataFrame:
+            text = RULES.read_text()
+            if name == "fluo_no_exemplars":
+                text = text.replace("    window: 5m\n", "    window: 5m\n    exemplars: 0\n")
+            return fluo.evaluate(fluo.load_rules(text), path).signals
 
-    con = duckdb.connect(config={"threads": os.cpu_count() or 2})
-    con.execute("SET TimeZone = 'UTC'")
-    sql = SQL.format(path=path, exemplars=EXEMPLARS if exemplars else "")
-    rows = con.execute(sql).fetchall()
-    con.close()
-    return {(r, s, n, w.replace(tzinfo=None)) for r, s, n, w in rows}
-
-
-VARIANTS = {
-    "scan": scan,
-    "fluo": run_fluo,
-    "fluo_no_exemplars": lambda path: run_fluo(path, exemplars=False),
-    "duckdb": run_duckdb,
-    "duckdb_exemplars": lambda path: run_duckdb(path, exemplars=True),
-}
-
-
-def data_file(spans: int) -> Path:
-    path = HERE / "data" / f"spans_{spans}_s7.parquet"
-    if not path.exists():
-        subprocess.run(
-            [sys.executable, str(HERE / "spangen.py"), "--spans", str(spans), "--seed", "7"],
-            check=True,
+        return run_fluo, lambda signals: rulespecs.window_ids(
+            signals.select(rulespecs.WINDOW_SIGNAL)
         )
-    return path
+    if name in ("duckdb", "duckdb_exemplars"):
+        exemplars = EXEMPLARS if name == "duckdb_exemplars" else ""
+        sql = SQL.format(path=path, exemplars=exemplars)
+
+        def run_duckdb() -> pl.DataFrame:
+            con = harness.duckdb_connection(threads=os.cpu_count() or 2)
+            frame = con.sql(sql).pl()
+            con.close()
+            return frame
+
+        def pairs(frame: pl.DataFrame) -> pl.DataFrame:
+            names = dict(zip(frame.columns, rulespecs.WINDOW_SIGNAL, strict=True))
+            return rulespecs.window_ids(frame.rename(names))
+
+        return run_duckdb, pairs
+    raise SystemExit(f"unknown variant {name}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=5_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--quiet-wait", type=float, default=0.0, help="wait up to this many s for idle CPUs"
+    )
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--dump", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    path = data_file(args.spans)
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    results: dict[str, set[tuple[str, str, str, object]]] = {}
-    for _ in range(args.runs):
-        for name, variant in VARIANTS.items():
-            started = time.perf_counter()
-            results[name] = variant(path)
-            times[name].append(time.perf_counter() - started)
-    agree = all(results[v] == results["fluo"] for v in VARIANTS if v != "scan")
-    medians = {name: statistics.median(ts) for name, ts in times.items()}
-    report = {
+    if args.case:
+        func, answer = build_case(args.case, args.data)
+        harness.run_case(args.case, func, args.dump, answer)
+        return
+    import spangen
+
+    path, _ = spangen.ensure_dataset(HERE / "data", args.spans, 7)
+    harness.warm(path)
+    load = harness.load_average()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
+    errors: dict[str, str] = {}
+    differences: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="window_rules_") as tmp:
+        dumps = Path(tmp)
+        for i in range(args.runs):
+            for name in VARIANTS:
+                if name in errors:
+                    continue
+                if args.quiet_wait > 0:
+                    harness.wait_for_quiet(args.quiet_wait)
+                case = ["--case", name, "--data", str(path)]
+                if i == 0 and name != "scan":
+                    case += ["--dump", str(dumps / f"{name}.parquet")]
+                r = harness.spawn(Path(__file__), case)
+                if "error" in r:
+                    errors[name] = r["error"]
+                    print(f"{name}: FAILED {r['error']}", file=sys.stderr, flush=True)
+                    continue
+                runs[name].append(r)
+        reference = dumps / "fluo.parquet"
+        for name in VARIANTS:
+            theirs = dumps / f"{name}.parquet"
+            if name not in ("scan", "fluo") and reference.exists() and theirs.exists():
+                diff = harness.agreement(reference, theirs)
+                if diff:
+                    differences[name] = diff
+        answered = reference.exists()
+        signals = harness.per_rule_counts(reference) if answered else {}
+    agree = answered and not differences and not errors
+    summary = {name: harness.summarize(rs) for name, rs in runs.items() if rs}
+    medians = {name: s["median_s"] for name, s in summary.items()}
+
+    def over(a: str, b: str, checked: bool = True) -> float | None:
+        if (checked and not agree) or a not in medians or b not in medians:
+            return None
+        return medians[a] / medians[b]
+
+    report: dict[str, Any] = {
         "spans": args.spans,
         "runs": args.runs,
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        "machine": harness.machine_info() | {"load_before": load},
         "seconds": medians,
-        "fluo_over_scan": medians["fluo"] / medians["scan"],
-        "duckdb_over_fluo": medians["duckdb"] / medians["fluo"] if agree else None,
-        "duckdb_exemplars_over_fluo": (
-            medians["duckdb_exemplars"] / medians["fluo"] if agree else None
-        ),
-        "duckdb_over_fluo_no_exemplars": (
-            medians["duckdb"] / medians["fluo_no_exemplars"] if agree else None
-        ),
-        "signals": len(results["fluo"]),
+        "cpu_seconds": {name: s["median_cpu_s"] for name, s in summary.items()},
+        "peak_mb": {name: s["median_peak_mb"] for name, s in summary.items()},
+        "fluo_over_scan": over("fluo", "scan", checked=False),
+        "duckdb_over_fluo": over("duckdb", "fluo"),
+        "duckdb_exemplars_over_fluo": over("duckdb_exemplars", "fluo"),
+        "duckdb_over_fluo_no_exemplars": over("duckdb", "fluo_no_exemplars"),
+        "signals": sum(signals.values()),
+        "signals_per_rule": signals,
         "agree": agree,
+        "variants": summary,
     }
-    if not agree:
-        only_fluo = sorted(results["fluo"] - results["duckdb"], key=str)[:5]
-        only_duck = sorted(results["duckdb"] - results["fluo"], key=str)[:5]
-        report["only_fluo"] = [str(x) for x in only_fluo]
-        report["only_duckdb"] = [str(x) for x in only_duck]
+    if differences:
+        report["differences"] = differences
+    if errors:
+        report["errors"] = errors
     out = HERE / "results" / f"window_rules_{args.spans}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "variants"}, indent=2))
 
 
 if __name__ == "__main__":
