@@ -132,13 +132,14 @@ class WindowPlan:
         return rows.explode(WINDOW) if family.sliding else rows
 
     def _family_table(self, rows: pl.LazyFrame, family: Family) -> pl.LazyFrame:
-        """One group_by for the family. Percentiles of the same values share one sorted
-        list per group, read at each percentile's rank after the grouping (sorting once
-        instead of once per percentile)."""
+        """One group_by for the family. Two or more percentiles of the same values share
+        one sorted list per group, read at each percentile's rank after the grouping
+        (sorting once instead of once per percentile)."""
         ctx = self.row_ctx
         aggs: dict[str, pl.Expr] = {}
-        sorted_lists: dict[tuple[Expr, Expr | None], str] = {}
+        sorted_lists: dict[tuple[Expr | None, Expr | None], str] = {}
         after: dict[str, pl.Expr] = {}
+        shared = _shared_percentile_values(family)
         for rule in family.rules:
             window = _window(rule)
             seconds = window.spec.size / 1e9
@@ -147,8 +148,8 @@ class WindowPlan:
             aggs[self.count_column(rule)] = count.cast(pl.Int64)
             for agg in _rule_window_aggregates(rule):
                 name = self.metrics[(rule.name, agg)]
-                if agg.func in QUANTILES and agg.value is not None:
-                    key = (agg.value, _both(window.where, agg.where))
+                key = (agg.value, _both(window.where, agg.where))
+                if agg.func in QUANTILES and agg.value is not None and key in shared:
                     values = sorted_lists.setdefault(key, f"__q{len(sorted_lists)}")
                     after[name] = _quantile_of_sorted(pl.col(values), QUANTILES[agg.func])
                 else:
@@ -449,6 +450,19 @@ def _baselines(rule: CheckedRule) -> list[ast.Baseline]:
         parts += [p for p in rule.message.parts if not isinstance(p, str)]
     found = [n for part in parts for n in ast.walk(part) if isinstance(n, ast.Baseline)]
     return list(dict.fromkeys(found))
+
+
+def _shared_percentile_values(family: Family) -> set[tuple[Expr | None, Expr | None]]:
+    """The (value, filter) pairs that two or more different percentiles of the family read:
+    those are sorted once per group; a lone percentile is cheaper as Polars' own quantile."""
+    levels: dict[tuple[Expr | None, Expr | None], set[float]] = {}
+    for rule in family.rules:
+        window = _window(rule)
+        for agg in _rule_window_aggregates(rule):
+            if agg.func in QUANTILES and agg.value is not None:
+                key = (agg.value, _both(window.where, agg.where))
+                levels.setdefault(key, set()).add(QUANTILES[agg.func])
+    return {key for key, qs in levels.items() if len(qs) > 1}
 
 
 def _both(a: Expr | None, b: Expr | None) -> Expr | None:

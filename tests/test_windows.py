@@ -541,3 +541,18 @@ def test_baseline_data_in_a_bucketed_run(tmp_path: Path) -> None:
         == expected.select("rule", "window_start").rows()
     )
     assert expected.height == 1
+
+
+def test_percentiles_sharing_one_sorted_list_equal_polars_quantiles() -> None:
+    """Two percentiles of the same values are read from one sorted list per group."""
+    rows = [S("a", 0.01 * i, ms=(i * 37) % 101 + 1) for i in range(100)] + [S("b", 0)]
+    out = run(
+        "window: 5m\nby: span.service\nexemplars: 0\n"
+        "when: p90(span.duration) > 0ms and p99(span.duration) > 0ms\n"
+        'message: "{p90(span.duration)} {p99(span.duration)}"',
+        *rows,
+    )
+    durations = pl.Series([((i * 37) % 101 + 1) * 1e6 for i in range(100)])
+    p90, p99 = (durations.quantile(q, "linear") / 1e6 for q in (0.9, 0.99))
+    assert out["message"].to_list()[0] == f"{round(p90, 3)}ms {round(p99, 3)}ms"
+    assert out["message"].to_list()[1] == "100.0ms 100.0ms"  # one span: every percentile is it
