@@ -32,7 +32,7 @@ def ignore(message: str) -> None:
 def links(spans: pl.DataFrame, key: str, warn: Warn = ignore) -> pl.DataFrame:
     """(trace key, span id, parent id), one row per span id (the first record of duplicates)."""
     linked = spans.select(key, "span_id", "parent_span_id").unique(
-        subset=[key, "span_id"], keep="first", maintain_order=True
+        subset=[key, "span_id"], keep="first", maintain_order=False
     )
     if (duplicates := spans.height - linked.height) > 0:
         warn(
