@@ -9,8 +9,9 @@ with its position; nothing is guessed at run time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -421,6 +422,17 @@ class _Checker:
         self.in_window = False  # resolving the argument of a window aggregate
         self.group_keys: tuple[Expr, ...] = ()  # a windowed rule's resolved `by` keys
         self.has_baseline = False  # the windowed rule has a `baseline:`
+
+    @contextlib.contextmanager
+    def setting(self, name: str, value: object) -> Iterator[None]:
+        """Resolve the body with state `name` (in_aggregate, in_bound, ...) set to `value`;
+        the state it had is restored after, whatever happens."""
+        before = getattr(self, name)
+        setattr(self, name, value)
+        try:
+            yield
+        finally:
+            setattr(self, name, before)
 
     def fail(self, message: str, node: Expr | None, hint: str | None = None) -> None:
         self.errors.append(Diagnostic(message, node.pos if node else None, hint=hint))
@@ -953,12 +965,9 @@ class _Checker:
     ) -> tuple[ast.Aggregate, Type | None]:
         """`node` with its condition and value resolved (with flag `inside` set while they
         are), and the value's type."""
-        setattr(self, inside, True)
-        try:
+        with self.setting(inside, True):
             where = self._boolean(node.where) if node.where is not None else None
             value, kind = (None, None) if node.value is None else self.resolve(node.value)
-        finally:
-            setattr(self, inside, False)
         return ast.Aggregate(node.func, value, where, node.scope, pos=node.pos), kind
 
     def _window_aggregate(self, node: ast.Aggregate) -> tuple[Expr, Type | None]:
@@ -1032,16 +1041,10 @@ class _Checker:
         if self.in_aggregate or self.variables:
             self.fail("named spans cannot be nested", node)
             return node, _ERROR
-        self.in_aggregate = True  # each span's own condition reads that span alone
-        try:
+        with self.setting("in_aggregate", True):  # each span's condition reads it alone
             bindings = tuple((n, self._boolean(p)) for n, p in node.bindings)
-        finally:
-            self.in_aggregate = False
-        self.variables = node.names
-        try:
+        with self.setting("variables", node.names):
             condition = self._boolean(node.condition)
-        finally:
-            self.variables = ()
         for term in ast.walk(condition):
             if isinstance(term, ast.Aggregate | ast.Sequence) or (
                 isinstance(term, ast.Related) and term.relation != "root"
@@ -1060,11 +1063,8 @@ class _Checker:
                 f"unknown span '{node.var}'", node, hint=did_you_mean(node.var, self.variables)
             )
             return node, _ERROR
-        self.in_bound = True
-        try:
+        with self.setting("in_bound", True):
             value, kind = self.resolve(node.value)
-        finally:
-            self.in_bound = False
         return ast.Bound(node.var, value, pos=node.pos), kind
 
     def _relation(self, node: ast.Call) -> tuple[Expr, Type | None]:
@@ -1094,8 +1094,7 @@ class _Checker:
         if not self.schema.can_provide("start_time"):
             self.fail("a sequence needs column 'start_time'", node)
             return node, _ERROR
-        self.in_aggregate = True  # steps, `by` and `until` read one span at a time
-        try:
+        with self.setting("in_aggregate", True):  # steps, `by`, `until` read one span each
             steps = tuple(
                 ast.Absent(self._boolean(s.predicate), pos=s.pos)
                 if isinstance(s, ast.Absent)
@@ -1104,8 +1103,6 @@ class _Checker:
             )
             until = self._boolean(node.until) if node.until is not None else None
             by = self.resolve(node.by)[0] if node.by is not None else None
-        finally:
-            self.in_aggregate = False
         resolved = ast.Sequence(steps, by, node.within, until, pos=node.pos)
         if reads_this(resolved):
             self.fail("'this.' cannot be used in a sequence", node)
@@ -1138,11 +1135,8 @@ class _Checker:
         if node.relation == "this":
             if not self.in_aggregate:
                 return self.resolve(node.value)
-            self.in_aggregate = False
-            try:
+            with self.setting("in_aggregate", False):
                 value, kind = self.resolve(node.value)
-            finally:
-                self.in_aggregate = True
             return ast.Related("this", value, pos=node.pos), kind
         if self.in_aggregate:
             self.fail(f"'{node.relation}.' fields cannot be used inside an aggregate", node)
@@ -1150,11 +1144,8 @@ class _Checker:
         if node.relation == "parent" and not self.schema.has("parent_span_id"):
             self.fail("'parent.' needs column 'parent_span_id'", node)
             return node, _ERROR
-        in_bound, self.in_bound = self.in_bound, True
-        try:
+        with self.setting("in_bound", True):
             value, kind = self.resolve(node.value)
-        finally:
-            self.in_bound = in_bound
         if kind is _ERROR:
             return node, _ERROR
         if not isinstance(value, ast.Column | ast.MapGet | ast.InUnit | ast.Arith):
