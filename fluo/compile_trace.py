@@ -136,22 +136,51 @@ class TracePlan:
             source = spans.filter(lower_condition(self.prefilter, ctx))
         return source.group_by(self.key).agg(aggs)
 
-    def fired(self, table: pl.DataFrame) -> list[pl.DataFrame]:
-        """For each whole-trace rule, the rows of the per-trace table where it holds."""
+    def judged(self, table: pl.DataFrame) -> pl.DataFrame:
+        """The rows of the per-trace table where some whole-trace rule holds, with a
+        boolean column `__fired{i}` per rule (one pass over the table)."""
         filled = table.with_columns(
             pl.col(self.terms[t]).fill_null(EMPTY_VALUE[t.func])
             for t in self.per_trace
             if isinstance(t, ast.Aggregate) and t.func in EMPTY_VALUE
         )
-        return [filled.filter(lower_condition(r.predicate, self.ctx)) for r in self.whole_trace]
+        flags = [
+            lower_condition(r.predicate, self.ctx).fill_null(False).alias(_fired(i))
+            for i, r in enumerate(self.whole_trace)
+        ]
+        if not flags:
+            return filled.clear()
+        return filled.with_columns(flags).filter(
+            pl.any_horizontal(_fired(i) for i in range(len(flags)))
+        )
 
-    def anchor_candidates(self, spans: pl.LazyFrame, fired: Sequence[pl.DataFrame]) -> pl.LazyFrame:
-        """ONE scan for the anchors of every whole-trace rule: in the traces where some rule
-        fired (one membership test), the spans that may anchor a rule (its support spans,
-        or roots), with a column `__may_anchor{i}` per rule; `anchors` keeps, for rule i,
-        its own traces."""
+    def fired(self, judged: pl.DataFrame) -> list[pl.DataFrame]:
+        """For each whole-trace rule, the rows of the judged table where it holds."""
+        return [judged.filter(pl.col(_fired(i))) for i in range(len(self.whole_trace))]
+
+    def anchor_candidates(self, spans: pl.LazyFrame, judged: pl.DataFrame) -> pl.LazyFrame:
+        """ONE scan for the anchors of every whole-trace rule: the spans that may anchor a
+        rule (its support spans, or roots) in a trace where that rule fired, with a
+        boolean column `__anchor{i}` per rule.
+
+        The scan keeps the spans of the traces where some rule fired (one membership
+        test, pushed into the scan) that may anchor some rule; the verdicts of each trace
+        then join them as bit words (rule i is bit i % 64 of word i // 64)."""
         ctx = Context(self.schema)
-        masks = []
+        count = len(self.whole_trace)
+        keys = judged.get_column(self.key)
+        words = [
+            functools.reduce(
+                lambda a, b: a | b,
+                (
+                    pl.col(_fired(i)).cast(pl.UInt64) * (1 << (i - w))
+                    for i in range(w, min(w + 64, count))
+                ),
+            ).alias(f"__word{w // 64}")
+            for w in range(0, count, 64)
+        ]
+        verdicts = judged.select(self.key, *words)
+        flags, masks = [], []
         for i, rule in enumerate(self.whole_trace):
             support = self.supports.get(rule.name)
             if support is not None:
@@ -160,10 +189,19 @@ class TracePlan:
                 mask = pl.col("parent_span_id").is_null()
             else:
                 mask = pl.lit(True)
-            masks.append(mask.alias(f"__may_anchor{i}"))
-        keys = pl.concat([f.get_column(self.key) for f in fired]).unique().implode()
-        wanted = pl.col(self.key).is_in(keys) & functools.reduce(lambda a, b: a | b, masks)
-        return spans.filter(wanted).select(*self._anchor_fields(), *masks)
+            masks.append(mask.alias(f"__may{i}"))
+            fired = (pl.col(f"__word{i // 64}") & (1 << (i % 64))) != 0
+            flags.append((fired & pl.col(f"__may{i}")).alias(_anchor(i)))
+        may = pl.any_horizontal(pl.col(f"__may{i}") for i in range(count))
+        fields = self._anchor_fields()
+        return (
+            spans.filter(pl.col(self.key).is_in(keys.implode()))  # pushed into the scan
+            .select(*fields, *masks)
+            .filter(may)
+            .join(verdicts.lazy(), on=self.key)
+            .select(*(f.meta.output_name() for f in fields), *flags)
+            .filter(pl.any_horizontal(_anchor(i) for i in range(count)))
+        )
 
     def _anchor_fields(self) -> list[pl.Expr]:
         """The columns a whole-trace signal reports about its anchor span."""
@@ -177,24 +215,33 @@ class TracePlan:
         return fields
 
     def anchors(
-        self, candidates: pl.DataFrame, i: int, fired: pl.DataFrame, spans: pl.LazyFrame
-    ) -> pl.DataFrame:
-        """Anchor and evidence of whole-trace rule i in each trace where it fired.
+        self, candidates: pl.DataFrame, judged: pl.DataFrame, spans: pl.LazyFrame
+    ) -> list[pl.DataFrame]:
+        """Anchor and evidence of each whole-trace rule in each trace where it fired.
 
         The anchor is the earliest span the rule's support names, or else the trace's
         root (the earliest span without a parent), ties broken by span id; a trace with
         no root is anchored at its earliest span (read again, for those traces only).
+        The candidates are sorted ONCE; each rule then takes the first spans of its own
+        rows per trace.
         """
-        support = self.supports.get(self.whole_trace[i].name)
-        limit = EVIDENCE_LIMIT if support is not None else 1
         order = [c for c in (self.key, "start_time", "span_id") if c in candidates.columns]
-        rows = candidates.filter(pl.col(f"__may_anchor{i}"))
-        rows = rows.join(fired.select(self.key), on=self.key, how="semi").sort(order)
-        rootless = fired.join(rows.select(self.key), on=self.key, how="anti")
-        if rootless.height:  # traces without a root: their earliest span
-            extra = spans.join(rootless.select(self.key).lazy(), on=self.key, how="semi")
-            extra_rows = extra.select(self._anchor_fields()).collect(engine="streaming")
-            rows = pl.concat([rows.select(extra_rows.columns), extra_rows]).sort(order)
+        rows = candidates.sort(order)
+        found = []
+        for i, fired in enumerate(self.fired(judged)):
+            support = self.supports.get(self.whole_trace[i].name)
+            mine = self._first_spans(rows.filter(pl.col(_anchor(i))), support is not None)
+            if mine.height < fired.height:  # traces without a root: their earliest span
+                rootless = fired.join(mine.select(self.key), on=self.key, how="anti")
+                extra = spans.join(rootless.select(self.key).lazy(), on=self.key, how="semi")
+                extra_rows = extra.select(self._anchor_fields()).collect(engine="streaming")
+                mine = pl.concat([mine, self._first_spans(extra_rows.sort(order), False)])
+            found.append(mine)
+        return found
+
+    def _first_spans(self, rows: pl.DataFrame, evidence: bool) -> pl.DataFrame:
+        """Per trace of `rows` (sorted by time): the first span, and the first spans as
+        evidence (up to EVIDENCE_LIMIT with a support condition, else the anchor alone)."""
 
         def first(column: str, alias: str) -> pl.Expr:
             if column in rows.columns:
@@ -203,7 +250,7 @@ class TracePlan:
 
         return rows.group_by(self.key, maintain_order=True).agg(
             first("trace_id", "__trace_id"),
-            pl.col("span_id").head(limit).alias("__evidence"),
+            pl.col("span_id").head(EVIDENCE_LIMIT if evidence else 1).alias("__evidence"),
             first("span_id", "__span"),
             first("name", "__name"),
             first("service_name", "__service"),
@@ -378,6 +425,14 @@ class TracePlan:
                 )
             )
         return frames
+
+
+def _fired(i: int) -> str:
+    return f"__fired{i}"
+
+
+def _anchor(i: int) -> str:
+    return f"__anchor{i}"
 
 
 def _plain_column(column: str, schema: SpanSchema) -> pl.Expr:

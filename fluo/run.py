@@ -326,11 +326,11 @@ def _trace_signals(
     table = None
     if "table" in done:
         table = trace.with_sequences(done["table"], sequences)
-        fired = trace.fired(table)
-        if any(f.height for f in fired):
-            anchor_rows = trace.anchor_candidates(frame, fired).collect(engine="streaming")
-            found = [trace.anchors(anchor_rows, i, f, frame) for i, f in enumerate(fired)]
-            frames += trace.trace_signals(fired, found)
+        judged = trace.judged(table)
+        if judged.height:
+            candidates = trace.anchor_candidates(frame, judged).collect(engine="streaming")
+            found = trace.anchors(candidates, judged, frame)
+            frames += trace.trace_signals(trace.fired(judged), found)
     if "anchors" in done:
         anchors = trace.with_sequences(done["anchors"], sequences)
         structural: list[pl.DataFrame] = []

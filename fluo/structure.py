@@ -1,11 +1,17 @@
 """Trace structure for rules over children, descendants, ancestors and siblings.
 
-Spans are linked by (trace, parent id). For an aggregate over a relation, the
-spans that pass its filter are walked up (children, descendants) or down
-(ancestors) the links, one level per join, giving (related span, value) pairs
-that are then aggregated per span. Only the filtered spans are walked, so the
-cost follows the number of matching spans times the depth of the trees, not the
-size of the table. Duplicate span records are linked once (the first is kept).
+The spans that structural rules read are collected once per run (the structure
+frame) and their parent links resolved ONCE, by one join of (trace, parent id)
+with (trace, span id), into row numbers: `Links.parent[i]` is the row of span i's
+parent. Walking up a tree is then a gather per level over the spans that are
+still moving, never a join: for an aggregate over a relation, the spans that
+pass its filter are walked up (children, descendants) or their children followed
+down (ancestors), giving (related row, value) pairs that are aggregated per span.
+The cost follows the size of the structure frame once plus the matching spans
+times the depth of their trees.
+
+Duplicate records of one span id link to the first record (in the structure
+frame's order): a child of a duplicated span id has that record as its parent.
 A parent id that names no span of the trace ends the walk (orphans); parent
 links that form a cycle stop at MAX_DEPTH levels.
 """
@@ -13,6 +19,7 @@ links that form a cycle stop at MAX_DEPTH levels.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -21,6 +28,8 @@ from fluo.compile import Context, lower, lower_condition
 from fluo.compile_trace import QUANTILES, TracePlan
 
 MAX_DEPTH = 256
+ROW = "__row"
+AT = "__at"
 
 Warn = Callable[[str], None]
 
@@ -29,27 +38,71 @@ def ignore(message: str) -> None:
     pass
 
 
-def links(spans: pl.DataFrame, key: str, warn: Warn = ignore) -> pl.DataFrame:
-    """(trace key, span id, parent id), one row per span id (the first record of duplicates)."""
-    linked = spans.select(key, "span_id", "parent_span_id").unique(
-        subset=[key, "span_id"], keep="first", maintain_order=False
+@dataclass(frozen=True)
+class Links:
+    """The parent links of a structure frame, as row numbers of that frame."""
+
+    key: str
+    ids: pl.DataFrame
+    """(key, span_id, __row): the first record of each span id (every record if none repeats)."""
+    parent: pl.Series
+    """Row of each row's parent (its first record); null for roots and orphans."""
+    children: pl.DataFrame
+    """(__row, __at): each linked row and the row of its parent."""
+    trace: pl.Series
+    """The trace key of each row."""
+    first: pl.Series | None = None
+    """Row of the first record of each row's span id; None when no linked span id repeats."""
+
+    def rows_of(self, frame: pl.DataFrame, key: str, span_id: str) -> pl.Series:
+        """The row of the first record of each (key, span id) of `frame` (null: not found)."""
+        wanted = frame.select(pl.col(key).alias(self.key), pl.col(span_id).alias("span_id"))
+        found = wanted.join(self.ids, on=[self.key, "span_id"], how="left", maintain_order="left")
+        return found.get_column(ROW)
+
+
+def links(spans: pl.DataFrame, key: str, warn: Warn = ignore) -> Links:
+    """Resolve the parent links of `spans` (key, span_id, parent_span_id, ...) to rows."""
+    index = pl.get_index_type()
+    rows = spans.lazy().select(key, "span_id", "parent_span_id").with_row_index(ROW)
+    ids = rows.select(key, "span_id", ROW)
+    pairs = (
+        rows.drop_nulls("parent_span_id")
+        .select(ROW, key, pl.col("parent_span_id").alias("span_id"))
+        .join(ids.rename({ROW: AT}), on=[key, "span_id"])
+        .select(ROW, AT)
     )
-    if (duplicates := spans.height - linked.height) > 0:
+    children, ids_frame = pl.collect_all([pairs, ids], engine="streaming")
+    first = None
+    if children.height != children.get_column(ROW).n_unique():  # a parent id repeats
+        ids_frame = ids_frame.group_by(key, "span_id").agg(pl.col(ROW).min())
+        children = children.group_by(ROW).agg(pl.col(AT).min())
+        first = (
+            spans.select(key, "span_id")
+            .join(ids_frame, on=[key, "span_id"], how="left", maintain_order="left")
+            .get_column(ROW)
+        )
+        duplicates = spans.height - ids_frame.height
         warn(
             f"{duplicates} duplicate span records (same trace and span id): "
-            "structural rules use the first record of each"
+            "structural rules link to the first record of each"
         )
-    return linked
+    parent = pl.repeat(None, spans.height, dtype=index, eager=True).scatter(
+        children.get_column(ROW), children.get_column(AT)
+    )
+    return Links(key, ids_frame, parent, children, spans.get_column(key), first)
 
 
 def relation_table(
     spans: pl.DataFrame,
     agg: ast.Aggregate,
     plan: TracePlan,
-    linked: pl.DataFrame,
+    linked: Links,
     warn: Warn = ignore,
 ) -> pl.DataFrame:
-    """(trace key, __related_to, value): the aggregate for each span it relates to."""
+    """(trace key, __related_to, value): the aggregate for each span it relates to.
+
+    `spans` is the structure frame `linked` was resolved from."""
     key, name = plan.key, plan.terms[agg]
     ctx = Context(plan.schema)
     if agg.scope == "siblings":
@@ -60,7 +113,6 @@ def relation_table(
             .agg(lower_condition(agg.where, ctx).sum().cast(pl.Int64).alias(name))
             .rename({"parent_span_id": "__related_to"})
         )
-    source = spans.filter(lower_condition(agg.where, ctx)) if agg.where is not None else spans
     if agg.func == "all":
         assert agg.value is not None
         value = lower_condition(agg.value, ctx)
@@ -68,61 +120,65 @@ def relation_table(
         value = lower(agg.value, ctx)
     else:
         value = pl.lit(True)
-    source = source.select(key, "span_id", "parent_span_id", value.alias("__v"))
+    source = spans.with_row_index(ROW)
+    if agg.where is not None:
+        source = source.filter(lower_condition(agg.where, ctx))
+    source = source.select(ROW, value.alias("__v"))
     if agg.scope in ("children", "descendants"):
-        pairs = _walk_up(source, linked, key, agg.scope == "descendants", warn)
+        start = linked.parent.gather(source.get_column(ROW))
+        pairs = _walk_up(
+            source.with_columns(start.alias(AT)), linked, agg.scope == "descendants", warn
+        )
     else:
-        pairs = _walk_down(source, linked, key, warn)
-    return pairs.group_by(key, "__related_to").agg(_over_pairs(agg.func).alias(name))
-
-
-def _walk_up(
-    source: pl.DataFrame, linked: pl.DataFrame, key: str, deep: bool, warn: Warn = ignore
-) -> pl.DataFrame:
-    frontier = source.select(key, pl.col("parent_span_id").alias("__related_to"), "__v").filter(
-        pl.col("__related_to").is_not_null()
+        pairs = _walk_down(source, linked, warn)
+    table = pairs.group_by(AT).agg(_over_pairs(agg.func).alias(name))
+    at = table.get_column(AT)
+    return table.select(
+        spans.get_column(key).gather(at).alias(key),
+        spans.get_column("span_id").gather(at).alias("__related_to"),
+        pl.col(name),
     )
+
+
+def _walk_up(start: pl.DataFrame, linked: Links, deep: bool, warn: Warn = ignore) -> pl.DataFrame:
+    """(__at, __v): every row reached going up from `start`'s __at (itself included)."""
+    frontier = start.select(AT, "__v").drop_nulls(AT)
     found = [frontier]
     depth = 1
     while deep and frontier.height and depth < MAX_DEPTH:
-        frontier = (
-            frontier.join(linked, left_on=[key, "__related_to"], right_on=[key, "span_id"])
-            .select(key, pl.col("parent_span_id").alias("__related_to"), "__v")
-            .filter(pl.col("__related_to").is_not_null())
-        )
+        up = linked.parent.gather(frontier.get_column(AT))
+        frontier = frontier.with_columns(up.alias(AT)).drop_nulls(AT)
         found.append(frontier)
         depth += 1
     if deep and frontier.height:
-        _too_deep(frontier, key, warn)
+        _too_deep(frontier, linked, warn)
     return pl.concat(found)
 
 
-def _too_deep(frontier: pl.DataFrame, key: str, warn: Warn) -> None:
-    traces = frontier.select(pl.col(key).n_unique()).item()
+def _walk_down(source: pl.DataFrame, linked: Links, warn: Warn = ignore) -> pl.DataFrame:
+    """(__at, __v): every row below the rows of `source` (its __row), itself excluded."""
+    frontier = source.select(pl.col(ROW).alias(AT), "__v")
+    if linked.first is not None:  # the children of a repeated span id hang off its first record
+        frontier = frontier.with_columns(linked.first.gather(frontier.get_column(AT)).alias(AT))
+    found = []
+    depth = 0
+    while frontier.height and depth < MAX_DEPTH:
+        frontier = frontier.join(linked.children, on=AT).select(pl.col(ROW).alias(AT), "__v")
+        found.append(frontier)
+        depth += 1
+    if frontier.height:
+        _too_deep(frontier, linked, warn)
+    if not found:
+        return frontier
+    return pl.concat(found)
+
+
+def _too_deep(frontier: pl.DataFrame, linked: Links, warn: Warn) -> None:
+    traces = linked.trace.gather(frontier.get_column(AT)).n_unique()
     warn(
         f"parent links of {traces} trace(s) form a cycle or a chain deeper than {MAX_DEPTH} "
         "levels; the structure walk stopped there"
     )
-
-
-def _walk_down(
-    source: pl.DataFrame, linked: pl.DataFrame, key: str, warn: Warn = ignore
-) -> pl.DataFrame:
-    children = linked.filter(pl.col("parent_span_id").is_not_null())
-    frontier = source.select(key, pl.col("span_id").alias("__from"), "__v")
-    found = []
-    depth = 0
-    while frontier.height and depth < MAX_DEPTH:
-        frontier = frontier.join(
-            children, left_on=[key, "__from"], right_on=[key, "parent_span_id"]
-        ).select(key, pl.col("span_id").alias("__from"), "__v")
-        found.append(frontier.rename({"__from": "__related_to"}))
-        depth += 1
-    if frontier.height:
-        _too_deep(frontier, key, warn)
-    if not found:
-        return frontier.rename({"__from": "__related_to"})
-    return pl.concat(found)
 
 
 def _over_pairs(func: str) -> pl.Expr:
@@ -143,17 +199,24 @@ def _over_pairs(func: str) -> pl.Expr:
 
 
 def ancestor_lists(
-    candidates: pl.DataFrame, linked: pl.DataFrame, key: str, name: str, warn: Warn = ignore
+    candidates: pl.DataFrame, frame: pl.DataFrame, key: str, name: str, warn: Warn = ignore
 ) -> pl.DataFrame:
-    """(key, span_id, __ancestors): the ancestor ids of each candidate of named span `name`."""
-    linked = links(linked, key, warn)
+    """(key, span_id, __ancestors): the ancestor ids of each candidate of named span `name`.
+
+    `frame` holds (key, span_id, parent_span_id) of every span."""
+    linked = links(frame, key, warn)
     source = candidates.select(
-        pl.col(f"{name}.{key}").alias(key),
-        pl.col(f"{name}.span_id").alias("span_id"),
-        pl.col(f"{name}.parent_span_id").alias("parent_span_id"),
-        pl.col(f"{name}.span_id").alias("__v"),
-    ).unique(subset=[key, "span_id"])
-    pairs = _walk_up(source, linked, key, True, warn)
-    return pairs.group_by(key, pl.col("__v").alias("span_id")).agg(
-        pl.col("__related_to").alias("__ancestors")
+        pl.col(f"{name}.{key}").alias(key), pl.col(f"{name}.span_id").alias("span_id")
+    ).unique()
+    rows = linked.rows_of(source, key, "span_id")
+    start = source.with_columns(
+        linked.parent.gather(rows).alias(AT), pl.col("span_id").alias("__v")
+    )
+    pairs = _walk_up(start, linked, True, warn)
+    ids = frame.get_column("span_id").gather(pairs.get_column(AT))
+    return (
+        pairs.with_columns(ids.alias("__related_to"))
+        .with_columns(linked.trace.gather(pairs.get_column(AT)).alias(key))
+        .group_by(key, pl.col("__v").alias("span_id"))
+        .agg(pl.col("__related_to").alias("__ancestors"))
     )

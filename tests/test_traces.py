@@ -507,6 +507,33 @@ def test_structure_problems_are_reported_as_warnings() -> None:
     assert any("form a cycle" in w for w in result.warnings)
 
 
+def test_duplicate_record_in_the_middle_of_a_chain() -> None:
+    rows = [S(1, 1, None, "r"), S(1, 2, 1, "m"), S(1, 2, 1, "m"), S(1, 3, 2, "leaf")]
+    assert fire('span.name == "leaf" and ancestors.has(span.name == "r")', *rows) == [(1, 3)]
+    # Aggregates count every record: both records of span 2 are ancestors of the leaf.
+    assert fire('span.name == "leaf" and ancestors.count() == 3', *rows) == [(1, 3)]
+    assert fire('span.name == "r" and descendants.count(span.name == "leaf") == 1', *rows) == [
+        (1, 1)
+    ]
+    # Both records of span 2 are anchors, and both see the child linked to span 2.
+    assert fire('span.name == "m" and children.has(span.name == "leaf")', *rows) == [
+        (1, 2),
+        (1, 2),
+    ]
+
+
+def test_more_than_64_whole_trace_rules_keep_their_own_anchors() -> None:
+    """Verdicts travel as 64-bit words: rule 70 must not see rule 6's traces."""
+    text = "rules:\n" + "".join(
+        f"  r{i}:\n    when: 'has(span.name == \"n{i}\")'\n" for i in range(70)
+    )
+    rows = [S(i + 1, 100 + i, None, "root", 0) for i in range(70)]
+    rows += [S(i + 1, 200 + i, 100 + i, f"n{i}", 1) for i in range(70)]
+    out = fluo.load_rules(text).evaluate(spans(*rows))
+    got = sorted((r, int(s, 16)) for r, s in zip(out["rule"], out["span_id"], strict=True))
+    assert got == sorted((f"r{i}", 200 + i) for i in range(70))
+
+
 def test_whole_trace_anchors() -> None:
     rows = [
         S(1, 1, None, "root", 5),
