@@ -269,6 +269,20 @@ class TracePlan:
         ctx = Context(self.schema)
         return functools.reduce(lambda a, b: a | b, (lower_condition(p, ctx) for p in parts if p))
 
+    @property
+    def anchors_in_structure(self) -> bool:
+        """Whether every anchor of the anchored rules is a span some relation aggregate
+        looks for: then it lies in the traces the structure walks read, and one scan of
+        those traces serves both (see run._structure_frame)."""
+        wheres = [set(_conjuncts(a.where)) for a in self.structural if a.where is not None]
+        if not wheres or len(wheres) < len(self.structural):
+            return False
+        for rule in self.anchored:
+            local = anchor_condition(rule.predicate)
+            if local is None or not any(w <= set(_conjuncts(local)) for w in wheres):
+                return False
+        return True
+
     def anchor_columns(self) -> list[str]:
         needed: set[str] = {self.key, "trace_id", "span_id"}
         for rule in self.anchored:
@@ -592,6 +606,10 @@ def _trace_field(name: str, ctx: Context) -> pl.Expr:
 
 
 # --- analysis ---------------------------------------------------------------------------
+
+
+def _conjuncts(condition: Expr) -> tuple[Expr, ...]:
+    return condition.operands if isinstance(condition, ast.And) else (condition,)
 
 
 def anchor_condition(predicate: Expr) -> Expr | None:

@@ -295,7 +295,7 @@ def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame
     if trace.whole_trace or trace.per_trace:
         jobs["table"] = trace.trace_table(frame)
     anchor_filter = trace.anchor_filter()
-    if anchor_filter is not None:
+    if anchor_filter is not None and not trace.anchors_in_structure:
         jobs["anchors"] = frame.filter(anchor_filter).select(trace.anchor_columns())
     if (parents := trace.parent_table(frame)) is not None:
         jobs["parents"] = parents
@@ -331,8 +331,13 @@ def _trace_signals(
             candidates = trace.anchor_candidates(frame, judged).collect(engine="streaming")
             found = trace.anchors(candidates, judged, frame)
             frames += trace.trace_signals(trace.fired(judged), found)
-    if "anchors" in done:
-        anchors = trace.with_sequences(done["anchors"], sequences)
+    anchor_filter = trace.anchor_filter()
+    if anchor_filter is not None:
+        if "anchors" in done:
+            anchors = done["anchors"]
+        else:  # every anchor lies in the structure frame (read with the anchors' columns)
+            anchors = done["structure"].filter(anchor_filter).select(trace.anchor_columns())
+        anchors = trace.with_sequences(anchors, sequences)
         structural: list[pl.DataFrame] = []
         if "structure" in done:
             linked = structure.links(done["structure"], trace.key, warn)
@@ -377,6 +382,8 @@ def _structure_frame(frame: pl.LazyFrame, trace: TracePlan) -> pl.LazyFrame:
 
 def _structure_columns(trace: TracePlan) -> list[str]:
     needed = {trace.key, "span_id", "parent_span_id"}
+    if trace.anchors_in_structure:
+        needed |= set(trace.anchor_columns())
     for agg in trace.structural:
         for part in (agg.where, agg.value):
             if part is not None:

@@ -11,6 +11,7 @@ from conftest import T0, spans
 
 import fluo
 from fluo.errors import Diagnostic, RuleError
+from fluo.schema import SpanSchema
 
 
 def S(trace: int, sid: int, parent: int | None, name: str, at: float = 0, **kw: Any) -> dict:
@@ -172,6 +173,39 @@ def test_error_span_where_the_error_started() -> None:
         S(1, 4, 1, "d"),
     ]
     assert fire(rule, *rows) == [(1, 3)]
+
+
+def test_anchors_read_with_the_structure_or_apart_give_the_same_signals() -> None:
+    """When every anchor is a span the relation looks for, one scan reads both; a rule
+    set with another anchored rule reads anchors apart. The signals must not differ."""
+    root_cause = "span.status == ERROR and not descendants.has(span.status == ERROR)"
+    other = 'span.name == "d" and parent.name == "a"'
+    rows = [
+        S(1, 1, None, "a", status_code="ERROR"),
+        S(1, 2, 1, "b", status_code="OK"),
+        S(1, 3, 2, "c", status_code="ERROR"),
+        S(1, 4, 1, "d"),
+        S(2, 5, None, "a", status_code="ERROR"),
+        S(3, 6, None, "a"),
+        S(3, 7, 6, "d"),
+    ]
+    alone = fluo.load_rules(f"rules:\n  r:\n    when: '{root_cause}'\n")
+    both = fluo.load_rules(f"rules:\n  r:\n    when: '{root_cause}'\n  o:\n    when: '{other}'\n")
+    table = spans(*rows)
+    schema = SpanSchema.of(table.lazy())
+    assert alone.compile(schema).trace.anchors_in_structure
+    assert not both.compile(schema).trace.anchors_in_structure
+    got_alone = alone.evaluate(table)
+    got_both = both.evaluate(table)
+    columns = ["rule", "trace_id", "span_id"]
+    assert sorted(got_alone.select(columns).rows()) == [
+        ("r", f"{1:032x}", f"{3:016x}"),
+        ("r", f"{2:032x}", f"{5:016x}"),
+    ]
+    assert sorted(got_both.filter(pl.col("rule") == "r").select(columns).rows()) == sorted(
+        got_alone.select(columns).rows()
+    )
+    assert got_both.filter(pl.col("rule") == "o").height == 2
 
 
 def test_slow_checkout_trace_with_heavy_database_time() -> None:
