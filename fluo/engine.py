@@ -37,7 +37,7 @@ import polars as pl
 
 from fluo import run
 from fluo.buckets import bucket_expr
-from fluo.compile import SIGNAL_SCHEMA
+from fluo.compile import SIGNAL_SCHEMA, sort_signals
 from fluo.correlate import correlation_signals
 from fluo.errors import DataError, FluoError
 from fluo.ingest.detect import JSON_FORMATS, PARQUET, SpanFile, expand_inputs
@@ -498,8 +498,6 @@ def bucket_results(
 #: The number of the result that holds the whole-input (windowed) rules' signals.
 WHOLE_INPUT = -1
 
-_ORDER = ["time", "rule", "trace_id", "span_id"]
-
 
 def _bucket_order(number: int) -> tuple[bool, int]:
     """Buckets by number, the whole-input result last: the order `merge` concatenates in."""
@@ -524,10 +522,10 @@ def _sorted_chunks(files: Sequence[str]) -> Iterator[pl.DataFrame]:
             window &= pl.col("time") < high
         chunk = scan.filter(window).collect()
         if chunk.height:
-            yield chunk.sort(_ORDER, nulls_last=True, maintain_order=True)
+            yield sort_signals(chunk)
     untimed = scan.filter(pl.col("time").is_null()).collect()
     if untimed.height:
-        yield untimed.sort(_ORDER, nulls_last=True, maintain_order=True)
+        yield sort_signals(untimed)
 
 
 def _run_here(tasks: Sequence[ShuffleTask]) -> list[dict[int, list[str]]]:
@@ -674,9 +672,7 @@ def merge(
     ordered = sorted(results, key=lambda r: _bucket_order(r.number))
     frames = [r.signals for r in ordered if r.signals.height]
     if frames:
-        signals = pl.concat(frames, how="vertical_relaxed").sort(
-            _ORDER, nulls_last=True, maintain_order=True
-        )
+        signals = sort_signals(pl.concat(frames, how="vertical_relaxed"))
     else:
         signals = pl.DataFrame(schema=SIGNAL_SCHEMA)
     correlated = [correlation_signals(rule, signals) for rule in plan.correlations]

@@ -17,7 +17,7 @@ import polars as pl
 
 from fluo import ast, structure
 from fluo.check import referenced_columns
-from fluo.compile import SIGNAL_SCHEMA, Context, lower_condition
+from fluo.compile import SIGNAL_SCHEMA, Context, lower_condition, sort_signals
 from fluo.compile_pattern import PatternPlan
 from fluo.compile_trace import TracePlan, sequence_matches
 from fluo.compile_window import WINDOW, WindowPlan
@@ -233,7 +233,7 @@ def execute(
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     signals = pl.concat([f.select(list(SIGNAL_SCHEMA)) for f in frames], how="vertical_relaxed")
-    return signals.sort(["time", "rule", "trace_id", "span_id"], nulls_last=True)
+    return sort_signals(signals)
 
 
 def _window_signals(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import polars as pl
 import pytest
 from conftest import REPO
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fluo
+from fluo.compile import SIGNAL_ORDER, sort_signals
 from fluo.errors import DataError
 from fluo.output import SignalWriter
 from fluo.run import stream
@@ -57,3 +61,34 @@ def test_empty_results_still_write_a_file_with_a_schema(tmp_path: Path) -> None:
 def test_the_table_format_is_not_a_file_format(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="choose jsonl, csv or parquet"):
         SignalWriter(tmp_path / "x.txt", "table")
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.integers(0, 4)),
+            st.sampled_from(["a", "b", "c"]),
+            st.one_of(st.none(), st.sampled_from(["t1", "t2", "t3"])),
+            st.one_of(st.none(), st.sampled_from(["s1", "s2"])),
+        ),
+        max_size=40,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_sort_signals_is_the_stable_four_key_sort(rows: list[tuple]) -> None:
+    """Sorting by time, then the tied rows by all four keys, is the plain stable sort."""
+    times = [
+        None if t is None else dt.datetime(2026, 1, 1, 0, 0, t, tzinfo=dt.UTC) for t, *_ in rows
+    ]
+    frame = pl.DataFrame(
+        {
+            "time": pl.Series(times, dtype=pl.Datetime("ns", "UTC")),
+            "rule": [r for _, r, _, _ in rows],
+            "trace_id": [t for _, _, t, _ in rows],
+            "span_id": [s for *_, s in rows],
+            "seq": list(range(len(rows))),  # tells equal keys apart: checks stability
+        },
+        schema_overrides={"rule": pl.String, "trace_id": pl.String, "span_id": pl.String},
+    )
+    expected = frame.sort(list(SIGNAL_ORDER), nulls_last=True, maintain_order=True)
+    assert sort_signals(frame).equals(expected)
