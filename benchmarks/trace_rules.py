@@ -357,7 +357,7 @@ def diagnose(path: str) -> dict:
     from fluo import ast, structure
     from fluo.compile import Context, lower_condition
     from fluo.compile_trace import term_aggregate
-    from fluo.run import _structure_frame, compile_for
+    from fluo.run import compile_for
 
     out: dict[str, object] = {}
     try:
@@ -442,7 +442,7 @@ def diagnose(path: str) -> dict:
     out["ancestor.anchors_in_structure"] = aplan.anchors_in_structure
     table = step(
         "ancestor.structure: scan of the traces that have an error span",
-        lambda: collect(_structure_frame(lf, aplan)),
+        lambda: collect(aplan.structure_frame(lf)),
     )
     anchors = None
     if isinstance(table, pl.DataFrame):

@@ -29,6 +29,7 @@ from fluo.ast import Expr
 from fluo.check import (
     CheckedRule,
     reads_this,
+    referenced_columns,
     split_correlation,
     trace_terms,
 )
@@ -282,6 +283,28 @@ class TracePlan:
             if local is None or not any(w <= set(_conjuncts(local)) for w in wheres):
                 return False
         return True
+
+    def structure_frame(self, spans: pl.LazyFrame) -> pl.LazyFrame:
+        """The spans the structure walks need: only the traces that contain a span some
+        relation aggregate looks for (in the others, every such aggregate is empty),
+        with the anchors' columns when the anchors are read from them too."""
+        needed = {self.key, "span_id", "parent_span_id"}
+        if self.anchors_in_structure:
+            needed |= set(self.anchor_columns())
+        for agg in self.structural:
+            for part in (agg.where, agg.value):
+                if part is not None:
+                    needed |= referenced_columns(ast.walk(part))
+        columns = [c for c in self.schema.columns if c in needed]
+        wheres = [agg.where for agg in self.structural]
+        if any(w is None for w in wheres):
+            return spans.select(columns)
+        ctx = Context(self.schema)
+        wanted = functools.reduce(
+            lambda a, b: a | b, (lower_condition(w, ctx) for w in wheres if w)
+        )
+        traces = spans.filter(wanted).select(self.key).unique()
+        return spans.join(traces, on=self.key, how="semi").select(columns)
 
     def anchor_columns(self) -> list[str]:
         needed: set[str] = {self.key, "trace_id", "span_id"}

@@ -51,7 +51,21 @@ class RunPlan:
             lines.append(f"parent fields (one join): {len(t.parents)}")
             lines.append(f"aggregates reading this. (group_by per key + join): {len(t.correlated)}")
             lines.append(f"relation aggregates (structure walk): {len(t.structural)}")
-            lines.append("per-trace table plan:\n" + t.trace_table(spans).explain())
+            if t.whole_trace:
+                lines.append(
+                    f"whole-trace rules: {len(t.whole_trace)}, decided by the per-trace table; "
+                    "their anchors and evidence: one more scan of the traces where one fired"
+                )
+            if t.whole_trace or t.per_trace:
+                lines.append("per-trace table plan:\n" + t.trace_table(spans).explain())
+            if t.structural:
+                lines.append(
+                    "structure: parent links resolved once to row numbers (one join), "
+                    "walks are gathers"
+                    + ("; the anchors are read with it" if t.anchors_in_structure else "")
+                    + "; the spans it reads:\n"
+                    + t.structure_frame(spans).explain()
+                )
             parts.append("\n".join(lines))
         if self.window is not None:
             for i, (family, table) in enumerate(

@@ -6,7 +6,6 @@ table, read by one scan (plus a grouped scan when there are trace-level rules).
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +15,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from fluo import ast, structure
-from fluo.check import referenced_columns
-from fluo.compile import SIGNAL_SCHEMA, Context, lower_condition, sort_signals
+from fluo.compile import SIGNAL_SCHEMA, sort_signals
 from fluo.compile_pattern import PatternPlan
 from fluo.compile_trace import TracePlan, sequence_matches
 from fluo.compile_window import WINDOW, WindowPlan
@@ -302,7 +300,7 @@ def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame
     for i, agg in enumerate(trace.correlated):
         jobs[f"correlated{i}"] = trace.correlated_table(frame, agg)
     if trace.structural:
-        jobs["structure"] = _structure_frame(frame, trace)
+        jobs["structure"] = trace.structure_frame(frame)
     for i, seq in enumerate(trace.sequences):
         jobs[f"sequence{i}"] = trace.sequence_table(frame, seq)
     for i, rule in enumerate(trace.sequence_rules):
@@ -365,30 +363,6 @@ def _trace_signals(
         }
         frames.append(pattern.signals(pattern.join(bound, ancestors, done.get("table"))))
     return frames
-
-
-def _structure_frame(frame: pl.LazyFrame, trace: TracePlan) -> pl.LazyFrame:
-    """The spans the structure walks need: only the traces that contain a span some
-    relation aggregate looks for (in the others, every such aggregate is empty)."""
-    columns = _structure_columns(trace)
-    wheres = [agg.where for agg in trace.structural]
-    if any(w is None for w in wheres):
-        return frame.select(columns)
-    ctx = Context(trace.schema)
-    wanted = functools.reduce(lambda a, b: a | b, (lower_condition(w, ctx) for w in wheres if w))
-    traces = frame.filter(wanted).select(trace.key).unique()
-    return frame.join(traces, on=trace.key, how="semi").select(columns)
-
-
-def _structure_columns(trace: TracePlan) -> list[str]:
-    needed = {trace.key, "span_id", "parent_span_id"}
-    if trace.anchors_in_structure:
-        needed |= set(trace.anchor_columns())
-    for agg in trace.structural:
-        for part in (agg.where, agg.value):
-            if part is not None:
-                needed |= referenced_columns(ast.walk(part))
-    return [c for c in trace.schema.columns if c in needed]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -443,6 +443,13 @@ def test_explain_describes_trace_plans() -> None:
     text = rules.compile().explain(pl.LazyFrame(schema=dict(spans().schema)))
     assert "trace rules: grouped by trace_key" in text
     assert "aggregate missing over trace" in text
+    assert "one more scan of the traces where one fired" in text
+    structural = fluo.load_rules(
+        "rules:\n  r:\n    when: span.status == ERROR and not descendants.has(span.status == ERROR)\n"
+    )
+    text = structural.compile().explain(pl.LazyFrame(schema=dict(spans().schema)))
+    assert "parent links resolved once to row numbers" in text
+    assert "the anchors are read with it" in text and "SEMI JOIN" in text
 
 
 def pattern(when: str, **spans_: str) -> str:
