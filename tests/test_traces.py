@@ -443,10 +443,11 @@ def test_explain_describes_trace_plans() -> None:
     text = rules.compile().explain(pl.LazyFrame(schema=dict(spans().schema)))
     assert "trace rules: grouped by trace_key" in text
     assert "aggregate missing over trace" in text
+    whole = fluo.load_rules('rules:\n  w:\n    when: missing(span.name == "x")\n')
+    text = whole.compile().explain(pl.LazyFrame(schema=dict(spans().schema)))
     assert "one more scan of the traces where one fired" in text
-    structural = fluo.load_rules(
-        "rules:\n  r:\n    when: span.status == ERROR and not descendants.has(span.status == ERROR)\n"
-    )
+    root_cause = "span.status == ERROR and not descendants.has(span.status == ERROR)"
+    structural = fluo.load_rules(f"rules:\n  r:\n    when: {root_cause}\n")
     text = structural.compile().explain(pl.LazyFrame(schema=dict(spans().schema)))
     assert "parent links resolved once to row numbers" in text
     assert "the anchors are read with it" in text and "SEMI JOIN" in text
