@@ -544,8 +544,8 @@ def test_baseline_data_in_a_bucketed_run(tmp_path: Path) -> None:
     assert expected.height == 1
 
 
-def test_percentiles_sharing_one_sorted_list_equal_polars_quantiles() -> None:
-    """Two percentiles of the same values are read from one sorted list per group."""
+def test_two_percentiles_of_the_same_values_equal_polars_quantiles() -> None:
+    """Two percentiles of the same values, in one group_by, each as Polars computes it."""
     rows = [S("a", 0.01 * i, ms=(i * 37) % 101 + 1) for i in range(100)] + [S("b", 0)]
     out = run(
         "window: 5m\nby: span.service\nexemplars: 0\n"
