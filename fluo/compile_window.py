@@ -155,7 +155,7 @@ class WindowPlan:
         """How the family's rules pick exemplars; rules that select and rank spans alike
         share one ranking (one top-k per group and window)."""
         ctx = self.row_ctx
-        found: dict[tuple[Expr | None, bool, Expr | None], list[CheckedRule]] = {}
+        found: dict[tuple[Expr | None, bool, Expr], list[CheckedRule]] = {}
         for rule in family.rules:
             window = _window(rule)
             if window.spec.exemplars:
@@ -374,17 +374,17 @@ class WindowPlan:
 @dataclass(frozen=True)
 class Ranking:
     """Which spans are exemplars of a window: those `where` selects, failed ones first if
-    `errors_first`, then by `value` (None: duration), highest first; `k` candidates."""
+    `errors_first`, then by `value`, highest first; `k` candidates."""
 
     where: Expr | None
     errors_first: bool
-    value: Expr | None
+    value: Expr
     rules: tuple[str, ...]
     k: int
 
     def candidates(self, ctx: Context) -> pl.Expr:
         """The row numbers of the top `k` spans of a group and window (an aggregation)."""
-        value = lower(self.value, ctx) if self.value is not None else pl.col("duration_ns")
+        value = lower(self.value, ctx)
         order = [value.fill_null(float("-inf"))]
         if self.errors_first:
             order.insert(0, pl.col("status_code").cast(pl.String) == "ERROR")
@@ -489,9 +489,9 @@ def _with_baseline(
     return table.join(medians, on=keys, how="left", nulls_equal=True)
 
 
-def _exemplar_value(rule: CheckedRule, ctx: Context) -> Expr | None:
-    """What makes a span a good exemplar: the numeric value the rule aggregates first
-    (None: the span's duration)."""
+def _exemplar_value(rule: CheckedRule, ctx: Context) -> Expr:
+    """What makes a span a good exemplar: the numeric value the rule aggregates first, else
+    its duration (rules that rank alike share one ranking)."""
     for agg in window_aggregates(rule.predicate):
         if (
             agg.value is not None
@@ -499,7 +499,7 @@ def _exemplar_value(rule: CheckedRule, ctx: Context) -> Expr | None:
             and ctx.dtype_of(lower(agg.value, ctx)).is_numeric()
         ):
             return agg.value
-    return None
+    return ast.Column("duration_ns", "duration")
 
 
 def _reads_errors(rule: CheckedRule) -> bool:
