@@ -9,10 +9,15 @@ child may dump its answer, (rule, id) pairs, to Parquet for `agreement`.
 The machine is shared with other work, so `spawn` also reports how much CPU other
 processes used during the run (`others_cpu_s`), and `wait_for_quiet` waits (a bounded
 time) for the CPUs to go idle before a run.
+
+The drivers share their command line (`add_run_options`, `add_data_options`,
+`add_readme_options`, `add_child_options`) and their measurement loop (`measure`: every
+variant `--runs` times, round-robin, each run by `spawn_case`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -28,6 +33,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 THREADS = 2  # DuckDB threads; Polars uses its default pool (all cores = 2 here)
+#: From this many spans up a run is a real measurement: it waits for quiet CPUs by
+#: default and writes its figures to README (smaller runs are smoke tests).
+FULL_SIZE = 1_000_000
 
 
 # --- the machine ---------------------------------------------------------------------
@@ -199,6 +207,173 @@ def warm(path: Path) -> None:
             pass
 
 
+# --- the command line -------------------------------------------------------------------
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser, *, runs: int, quiet_wait: float | None = None
+) -> None:
+    """--spans, --runs and --quiet-wait: how large the dataset is, how many times each
+    variant runs, and how long to wait for idle CPUs before a run (`quiet_wait=None`: the
+    default depends on the size, see `quiet_wait`)."""
+    parser.add_argument("--spans", type=int, default=5_000_000)
+    parser.add_argument("--runs", type=int, default=runs)
+    default = "5 from 1M spans up, else 0" if quiet_wait is None else f"{quiet_wait:g}"
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=quiet_wait,
+        help="before each run, wait up to this many seconds for other processes to leave "
+        f"the CPUs idle; 0 = do not wait (default: {default})",
+    )
+
+
+def quiet_wait(args: argparse.Namespace) -> float:
+    """--quiet-wait as given, else 5 s for a full-size run and 0 (no wait) below."""
+    if args.quiet_wait is not None:
+        return args.quiet_wait
+    return 5.0 if args.spans >= FULL_SIZE else 0.0
+
+
+def add_data_options(parser: argparse.ArgumentParser, *, out: Path) -> None:
+    """--seed and --data-dir (the cached spangen dataset), --out (the results JSON) and
+    --only (a subset of the variants, see `select_variants`)."""
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--data-dir", type=Path, default=HERE / "data")
+    parser.add_argument("--only", help="comma-separated variants (default: all)")
+
+
+def select_variants(only: str | None, variants: Sequence[str]) -> list[str]:
+    """The variants named by --only (all of `variants` without it); exits on an unknown one."""
+    chosen = only.split(",") if only else list(variants)
+    if unknown := set(chosen) - set(variants):
+        raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def add_readme_options(parser: argparse.ArgumentParser) -> None:
+    """--readme / --no-readme: force or forbid writing README (see `wants_readme`)."""
+    readme = parser.add_mutually_exclusive_group()
+    readme.add_argument("--readme", action="store_true", help="update README even below 1M")
+    readme.add_argument("--no-readme", action="store_true", help="never update README")
+
+
+def wants_readme(args: argparse.Namespace) -> bool:
+    """Whether a measuring run writes its README block: from 1M spans up or with
+    --readme, never with --no-readme."""
+    return (args.spans >= FULL_SIZE or args.readme) and not args.no_readme
+
+
+def add_child_options(parser: argparse.ArgumentParser) -> None:
+    """The hidden options of child mode, by which `spawn_case` runs one case: --case,
+    --data and --dump (see `run_case`)."""
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--dump", help=argparse.SUPPRESS)
+
+
+def command_line(script: Path, args: argparse.Namespace) -> str:
+    """The command of a run as README shows it: the size, the runs and --only."""
+    cmd = f".venv/bin/python benchmarks/{script.name} --spans {args.spans} --runs {args.runs}"
+    if args.only:
+        cmd += f" --only {args.only}"
+    return cmd
+
+
+def dataset_machine_info(spans: int, meta: dict[str, Any]) -> dict[str, Any]:
+    """`machine_info` with pyarrow's version, the size and the dataset (spangen's meta)."""
+    import pyarrow
+
+    return machine_info() | {"pyarrow": pyarrow.__version__, "spans": spans, "dataset": meta}
+
+
+# --- the measurement loop -----------------------------------------------------------------
+
+
+def child_args(case: str, data: Path, dump: Path | None = None) -> list[str]:
+    """The child-mode arguments (`add_child_options`) of one run of `case` on `data`."""
+    return ["--case", case, "--data", str(data)] + (["--dump", str(dump)] if dump else [])
+
+
+def spawn_case(script: Path, case: str, data: Path, dump: Path | None = None) -> dict[str, Any]:
+    """One run of `case` on `data` by `script` in a child process: its JSON line (`spawn`);
+    exits if the run failed."""
+    result = spawn(script, child_args(case, data, dump))
+    if "error" in result:
+        raise SystemExit(f"case {case} failed: {result['error']}")
+    return result
+
+
+def measure(
+    script: Path,
+    variants: Sequence[str],
+    data: Path,
+    runs: int,
+    *,
+    dumps: Path | None = None,
+    quiet_wait: float = 0.0,
+    record_busy: bool = False,
+    errors: dict[str, str] | None = None,
+    log: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """Run every variant `runs` times, round-robin, each run in its own process of `script`
+    (child mode), after reading `data` once into the page cache: {variant: its runs}.
+
+    In the first round each variant's answer is dumped to `dumps`/<variant>.parquet (for
+    `agreement`). Before each run, waits up to `quiet_wait` s for idle CPUs; with
+    `record_busy` the cores still busy then go into the run's `busy_before`. A failed run
+    ends the benchmark, unless `errors` is given: then it is recorded there and the variant
+    is not run again. `log`: print a line per run."""
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    width = max([14, *map(len, variants)]) + 1
+    warm(data)
+    for i in range(runs):
+        for variant in variants:
+            if errors is not None and variant in errors:
+                continue
+            dump = dumps / f"{variant}.parquet" if dumps and i == 0 else None
+            busy = wait_for_quiet(quiet_wait) if quiet_wait > 0 else float("nan")
+            r = spawn(script, child_args(variant, data, dump))
+            if "error" in r:
+                if errors is None:
+                    raise SystemExit(f"case {variant} failed: {r['error']}")
+                errors[variant] = r["error"]
+                print(f"{variant}: FAILED {r['error']}", file=sys.stderr, flush=True)
+                continue
+            if record_busy:
+                r["busy_before"] = busy
+            results[variant].append(r)
+            if log:
+                print(
+                    f"  run {i + 1}/{runs} {variant:{width}s} {r['seconds']:7.3f} s "
+                    f"(cpu {r['cpu_s']:6.2f} s) {r['peak_mb']:6.0f} MB   "
+                    f"others used {r['others_cpu_s']:5.2f} cpu-s meanwhile",
+                    flush=True,
+                )
+    return results
+
+
+def publish(
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    markdown: Callable[[dict[str, Any]], str],
+    update_readme: Callable[[dict[str, Any], str], None],
+) -> None:
+    """The end of a measuring run: write `report` to --out, print its tables
+    (`markdown(report)`) and, if `wants_readme(args)`, put them in README
+    (`update_readme(report, tables)`)."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    tables = markdown(report)
+    print()
+    print(tables)
+    print(f"\nresults: {args.out}  ({report['total_s']} s in all)")
+    if wants_readme(args):
+        update_readme(report, tables)
+        print(f"updated {README}")
+
+
 # --- summaries ----------------------------------------------------------------------------
 
 
@@ -212,6 +387,34 @@ def ratio(a: float | None, b: float | None) -> float:
 
 def fmt(x: float | None, spec: str = ".2f", suffix: str = "") -> str:
     return "n/a" if x is None or x != x else f"{x:{spec}}{suffix}"
+
+
+def ratios_of_medians(
+    pairs: Sequence[tuple[str, str, str | None]],
+    valid: Callable[[str], dict[str, Any] | None],
+) -> dict[str, dict[str, float]]:
+    """{label: {"wall": .., "cpu": ..}}: the ratios of the median wall and CPU times of `top`
+    to `bottom` for each (label, top, bottom) of `pairs` whose two variants have a summary
+    that counts (`valid(variant)`: the summary, or None)."""
+    out: dict[str, dict[str, float]] = {}
+    for label, top, bottom in pairs:
+        a, b = valid(top), valid(bottom) if bottom else None
+        if a and b:
+            out[label] = {
+                "wall": ratio(a["median_s"], b["median_s"]),
+                "cpu": ratio(a["median_cpu_s"], b["median_cpu_s"]),
+            }
+    return out
+
+
+def ratio_table(ratios: dict[str, dict[str, float]]) -> list[str]:
+    """The Markdown lines of the "ratio of medians" table (none without ratios)."""
+    if not ratios:
+        return []
+    return ["", "| ratio of medians | wall | CPU |", "|---|---:|---:|"] + [
+        f"| {k} | {fmt(v['wall'], '.2f', 'x')} | {fmt(v['cpu'], '.2f', 'x')} |"
+        for k, v in ratios.items()
+    ]
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:

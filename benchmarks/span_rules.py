@@ -36,25 +36,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # fluo from this checkout, spangen, harness
 
 import harness  # noqa: E402
-from harness import (  # noqa: E402
-    CASE_EXTRA,
-    THREADS,
-    agreement,
-    fmt,
-    median,
-    ratio,
-    spawn,
-    summarize,
-    wait_for_quiet,
-    warm,
-)
+from harness import CASE_EXTRA, THREADS, agreement, fmt, median, ratio, summarize  # noqa: E402
 
+SCRIPT = Path(__file__).resolve()
 RULES_YAML = HERE / "span_rules.yaml"
 README = HERE / "README.md"
 SECTION = "## Span-level rules (issue #2)"
@@ -316,16 +307,6 @@ def check_rule_columns(path: Path) -> list[str]:
     return sorted(used)
 
 
-def machine_info(n_spans: int, meta: dict) -> dict:
-    import pyarrow
-
-    return harness.machine_info() | {
-        "pyarrow": pyarrow.__version__,
-        "spans": n_spans,
-        "dataset": meta,
-    }
-
-
 def child(name: str, path: str, dump: str | None) -> None:
     """Child process: one timed run of `name` (harness.run_case)."""
     import polars as pl
@@ -343,46 +324,13 @@ def child(name: str, path: str, dump: str | None) -> None:
     harness.run_case(name, build_case(name, path), dump, pairs)
 
 
-def spawn_case(case: str, path: Path, dump: Path | None) -> dict:
-    args = ["--case", case, "--data", str(path)] + (["--dump", str(dump)] if dump else [])
-    result = spawn(Path(__file__), args)
-    if "error" in result:
-        raise SystemExit(f"case {case} failed: {result['error']}")
-    return result
-
-
-def measure(
-    variants: list[str], path: Path, runs: int, dumps: Path | None, quiet_wait: float
-) -> dict[str, list[dict]]:
-    """Run every variant `runs` times, round-robin, each run in its own process."""
-    results: dict[str, list[dict]] = {v: [] for v in variants}
-    warm(path)
-    for i in range(runs):
-        for variant in variants:
-            dump = dumps / f"{variant}.parquet" if dumps and i == 0 else None
-            busy = wait_for_quiet(quiet_wait) if quiet_wait > 0 else float("nan")
-            r = spawn_case(variant, path, dump) | {"busy_before": busy}
-            results[variant].append(r)
-            print(
-                f"  run {i + 1}/{runs} {variant:15s} {r['seconds']:7.3f} s "
-                f"(cpu {r['cpu_s']:6.2f} s) {r['peak_mb']:6.0f} MB   "
-                f"others used {r['others_cpu_s']:5.2f} cpu-s meanwhile",
-                flush=True,
-            )
-    return results
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Span-level rule benchmark (issue #2)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--spans", type=int, default=5_000_000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "span_rules.json")
-    parser.add_argument("--data-dir", type=Path, default=HERE / "data")
-    parser.add_argument("--only", help="comma-separated variants (default: all)")
+    harness.add_run_options(parser, runs=5)
+    harness.add_data_options(parser, out=HERE / "results" / "span_rules.json")
     parser.add_argument("--no-memory-check", action="store_true")
     parser.add_argument(
         "--render",
@@ -390,20 +338,8 @@ def main() -> None:
         metavar="RESULTS_JSON",
         help="do not measure: print the tables of a results file and write them to README",
     )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=None,
-        help="before each run, wait up to this many seconds for other processes to leave "
-        "the CPUs idle (default: 5 from 1M spans up, else 0 = do not wait)",
-    )
-    readme = parser.add_mutually_exclusive_group()
-    readme.add_argument("--readme", action="store_true", help="update README even below 1M")
-    readme.add_argument("--no-readme", action="store_true", help="never update README")
-    # child mode
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--dump", help=argparse.SUPPRESS)
+    harness.add_readme_options(parser)
+    harness.add_child_options(parser)
     args = parser.parse_args()
 
     if args.case:
@@ -420,25 +356,23 @@ def main() -> None:
             update_readme(report, table)
             print(f"updated {README}")
         return
-    if args.quiet_wait is None:
-        args.quiet_wait = 5.0 if args.spans >= 1_000_000 else 0.0
+    args.quiet_wait = harness.quiet_wait(args)
 
     import spangen
 
     started = time.perf_counter()
-    variants = args.only.split(",") if args.only else VARIANTS
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
+    variants = harness.select_variants(args.only, VARIANTS)
     print(f"dataset: {args.spans:,} spans (seed {args.seed})", flush=True)
     path, meta = spangen.ensure_dataset(args.data_dir, args.spans, args.seed)
     print(f"  {path} ({meta['bytes'] / 1e6:.0f} MB, {meta['row_groups']} row groups; "
           f"generated in {meta['generate_s'] + meta['write_s']:.1f} s)", flush=True)  # fmt: skip
     check_rule_columns(path)
+    # each run in its own process, round-robin; the busy cores before each run recorded
+    measure = partial(harness.measure, SCRIPT, quiet_wait=args.quiet_wait, record_busy=True)
 
     with tempfile.TemporaryDirectory(prefix="span_rules_") as tmp:
         dumps = Path(tmp)
-        results = measure(variants, path, args.runs, dumps, args.quiet_wait)
+        results = measure(variants, path, args.runs, dumps=dumps)
         disagreements: dict[str, dict] = {}
         reference = dumps / "fluo.parquet"
         for variant in variants:
@@ -463,13 +397,13 @@ def main() -> None:
         small_n = max(1, args.spans // 5)
         print(f"memory check: {', '.join(checked)} at {small_n:,} spans", flush=True)
         small_path, _ = spangen.ensure_dataset(args.data_dir, small_n, args.seed)
-        small = measure(checked, small_path, args.runs, None, args.quiet_wait)
+        small = measure(checked, small_path, args.runs)
         for v in checked:
             memory[v] = {str(small_n): summarize(small[v]), str(args.spans): summary[v]}
 
     report = {
-        "machine": machine_info(args.spans, meta),
-        "command": command_line(args),
+        "machine": harness.dataset_machine_info(args.spans, meta),
+        "command": harness.command_line(SCRIPT, args),
         "rules": str(RULES_YAML.relative_to(HERE.parent)),
         "rule_columns": RULE_COLUMNS,
         "variants": summary,
@@ -478,22 +412,7 @@ def main() -> None:
         "total_s": round(time.perf_counter() - started, 1),
     }
     report["ratios"], report["targets"] = ratios_and_targets(summary, memory)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    table = markdown(report)
-    print()
-    print(table)
-    print(f"\nresults: {args.out}  ({report['total_s']} s in all)")
-    if (args.spans >= 1_000_000 or args.readme) and not args.no_readme:
-        update_readme(report, table)
-        print(f"updated {README}")
-
-
-def command_line(args: argparse.Namespace) -> str:
-    cmd = f".venv/bin/python benchmarks/span_rules.py --spans {args.spans} --runs {args.runs}"
-    if args.only:
-        cmd += f" --only {args.only}"
-    return cmd
+    harness.publish(args, report, markdown, update_readme)
 
 
 def signals_per_rule(path: Path) -> dict[str, int]:
@@ -530,14 +449,7 @@ def ratios_and_targets(summary: dict, memory: dict) -> tuple[dict, dict]:
         ("fluo / hand-fused pushdown", "fluo", "fused_pushdown"),
         ("DuckDB / hand-fused", "duckdb", "fused"),
     ]
-    r: dict[str, dict[str, float]] = {}
-    for label, top, bottom in pairs:
-        a, b = valid(top), valid(bottom) if bottom else None
-        if a and b:
-            r[label] = {
-                "wall": ratio(a["median_s"], b["median_s"]),
-                "cpu": ratio(a["median_cpu_s"], b["median_cpu_s"]),
-            }
+    r = harness.ratios_of_medians(pairs, valid)
     targets: dict[str, dict] = {}
     floor_ratio = r.get(f"fluo / bare scan (floor = {floor})")
     if floor_ratio:
@@ -619,12 +531,7 @@ def markdown(report: dict) -> str:
             f"fluo's time includes loading the rules: {f['median_load_s'] * 1000:.0f} ms "
             f"(parse + check of 20 rules), then {f['median_evaluate_s']:.3f} s evaluating.",
         ]
-    if report["ratios"]:
-        lines += ["", "| ratio of medians | wall | CPU |", "|---|---:|---:|"]
-        lines += [
-            f"| {k} | {fmt(v['wall'], '.2f', 'x')} | {fmt(v['cpu'], '.2f', 'x')} |"
-            for k, v in report["ratios"].items()
-        ]
+    lines += harness.ratio_table(report["ratios"])
     if report["memory_check"]:
         lines += [
             "",

@@ -40,7 +40,6 @@ is rewritten).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -58,13 +57,11 @@ from harness import (  # noqa: E402
     fmt,
     median,
     per_rule_counts,
-    ratio,
-    spawn,
     summarize,
     wait_for_quiet,
-    warm,
 )
 
+SCRIPT = Path(__file__).resolve()
 TRACE_YAML = HERE / "trace_rules.yaml"
 ANCESTOR_YAML = HERE / "ancestor_rule.yaml"
 README = HERE / "README.md"
@@ -517,46 +514,6 @@ def restricted_walk(lf, key: str, u64: bool):  # -> pl.DataFrame
 # --- the driver --------------------------------------------------------------------------
 
 
-def measure(
-    variants: list[str], path: Path, runs: int, dumps: Path | None, quiet_wait: float
-) -> dict[str, list[dict]]:
-    """Run every variant `runs` times, round-robin, each run in its own process."""
-    results: dict[str, list[dict]] = {v: [] for v in variants}
-    warm(path)
-    for i in range(runs):
-        for variant in variants:
-            dump = dumps / f"{variant}.parquet" if dumps and i == 0 else None
-            if quiet_wait > 0:
-                wait_for_quiet(quiet_wait)
-            r = spawn_case(variant, path, dump)
-            results[variant].append(r)
-            print(
-                f"  run {i + 1}/{runs} {variant:20s} {r['seconds']:7.3f} s "
-                f"(cpu {r['cpu_s']:6.2f} s) {r['peak_mb']:6.0f} MB  "
-                f"others used {r['others_cpu_s']:5.2f} cpu-s meanwhile",
-                flush=True,
-            )
-    return results
-
-
-def machine_info(n_spans: int, meta: dict) -> dict:
-    import pyarrow
-
-    return harness.machine_info() | {
-        "pyarrow": pyarrow.__version__,
-        "spans": n_spans,
-        "dataset": meta,
-    }
-
-
-def spawn_case(case: str, path: Path, dump: Path | None) -> dict:
-    args = ["--case", case, "--data", str(path)] + (["--dump", str(dump)] if dump else [])
-    result = spawn(Path(__file__), args)
-    if "error" in result:
-        raise SystemExit(f"case {case} failed: {result['error']}")
-    return result
-
-
 def check_rules_in_step() -> None:
     """The hand-written rules must be the rules of the YAML files."""
     import fluo
@@ -573,40 +530,23 @@ def main() -> None:
         description="Trace-level rule benchmark (issue #3)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--spans", type=int, default=5_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=7)
+    harness.add_run_options(parser, runs=3)
+    harness.add_data_options(parser, out=HERE / "results" / "trace_rules.json")
     parser.add_argument(
         "--memory-spans",
         default=None,
         help="comma-separated sizes at which fluo's memory is measured as well "
         "(default: 1000000 when --spans is larger, else none)",
     )
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "trace_rules.json")
-    parser.add_argument("--data-dir", type=Path, default=HERE / "data")
-    parser.add_argument("--only", help="comma-separated variants (default: all)")
     parser.add_argument("--no-diagnosis", action="store_true", help="skip timing fluo's phases")
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=None,
-        help="before each run, wait up to this many seconds for other processes to leave "
-        "the CPUs idle (default: 5 from 1M spans up, else 0)",
-    )
-    readme = parser.add_mutually_exclusive_group()
-    readme.add_argument("--readme", action="store_true", help="update README even below 1M")
-    readme.add_argument("--no-readme", action="store_true", help="never update README")
-    # child mode
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--dump", help=argparse.SUPPRESS)
+    harness.add_readme_options(parser)
+    harness.add_child_options(parser)
     args = parser.parse_args()
 
     if args.case:
         harness.run_case(args.case, build_case(args.case, args.data), args.dump)
         return
-    if args.quiet_wait is None:
-        args.quiet_wait = 5.0 if args.spans >= 1_000_000 else 0.0
+    args.quiet_wait = harness.quiet_wait(args)
     if args.memory_spans is None:
         memory_sizes = [1_000_000] if args.spans > 1_000_000 else []
     else:
@@ -616,16 +556,16 @@ def main() -> None:
 
     started = time.perf_counter()
     check_rules_in_step()
-    variants = args.only.split(",") if args.only else VARIANTS
-    if unknown := set(variants) - set(VARIANTS):
-        raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
+    variants = harness.select_variants(args.only, VARIANTS)
     print(f"dataset: {args.spans:,} spans (seed {args.seed})", flush=True)
     path, meta = spangen.ensure_dataset(args.data_dir, args.spans, args.seed)
     print(f"  {path} ({meta['bytes'] / 1e6:.0f} MB, {meta['traces']:,} traces)", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="trace_rules_") as tmp:
         dumps = Path(tmp)
-        results = measure(variants, path, args.runs, dumps, args.quiet_wait)
+        results = harness.measure(
+            SCRIPT, variants, path, args.runs, dumps=dumps, quiet_wait=args.quiet_wait
+        )
         summary = {v: summarize(r) for v, r in results.items()}
         answers: dict[str, dict[str, int]] = {}
         for variant in variants:
@@ -648,21 +588,20 @@ def main() -> None:
                 continue
             print(f"memory: fluo at {n:,} spans", flush=True)
             mpath, _ = spangen.ensure_dataset(args.data_dir, n, args.seed)
-            memory[str(n)] = summarize(
-                measure(["fluo"], mpath, args.runs, None, args.quiet_wait)["fluo"]
-            )
+            runs = harness.measure(SCRIPT, ["fluo"], mpath, args.runs, quiet_wait=args.quiet_wait)
+            memory[str(n)] = summarize(runs["fluo"])
 
     diagnosis: dict = {}
     if not args.no_diagnosis:
         print("diagnosis: fluo's phases (one run)", flush=True)
         if args.quiet_wait > 0:
             wait_for_quiet(args.quiet_wait)
-        diagnosis = spawn_case("diagnose", path, None)["result"]
+        diagnosis = harness.spawn_case(SCRIPT, "diagnose", path)["result"]
         for k, v in diagnosis.items():
             print(f"  {k}: {v}", flush=True)
 
     report = {
-        "machine": machine_info(args.spans, meta),
+        "machine": harness.dataset_machine_info(args.spans, meta),
         "command": command_line(args),
         "rules": {
             "trace": str(TRACE_YAML.relative_to(HERE.parent)),
@@ -675,21 +614,11 @@ def main() -> None:
         "total_s": round(time.perf_counter() - started, 1),
     }
     report["ratios"], report["targets"] = ratios_and_targets(summary)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    text = markdown(report)
-    print()
-    print(text)
-    print(f"\nresults: {args.out}  ({report['total_s']} s in all)")
-    if (args.spans >= 1_000_000 or args.readme) and not args.no_readme:
-        update_readme(report, text)
-        print(f"updated {README}")
+    harness.publish(args, report, markdown, update_readme)
 
 
 def command_line(args: argparse.Namespace) -> str:
-    cmd = f".venv/bin/python benchmarks/trace_rules.py --spans {args.spans} --runs {args.runs}"
-    if args.only:
-        cmd += f" --only {args.only}"
+    cmd = harness.command_line(SCRIPT, args)
     if args.memory_spans is not None:
         cmd += f" --memory-spans {args.memory_spans}"
     return cmd
@@ -713,14 +642,7 @@ def ratios_and_targets(summary: dict) -> tuple[dict, dict]:
         ("DuckDB prefiltered / hand-written Polars", "duckdb", "polars"),
         ("fluo ancestor rule / DuckDB recursive CTE", "fluo_ancestor", "duckdb_cte"),
     ]
-    ratios: dict[str, dict[str, float]] = {}
-    for label, top, bottom in pairs:
-        a, b = _valid(summary, top), _valid(summary, bottom) if bottom else None
-        if a and b:
-            ratios[label] = {
-                "wall": ratio(a["median_s"], b["median_s"]),
-                "cpu": ratio(a["median_cpu_s"], b["median_cpu_s"]),
-            }
+    ratios = harness.ratios_of_medians(pairs, lambda v: _valid(summary, v))
     targets: dict[str, dict] = {}
     if (r := ratios.get(f"fluo / best DuckDB ({best})")) is not None:
         targets["10 trace rules: fluo no slower than the best DuckDB SQL"] = {
@@ -768,12 +690,7 @@ def markdown(report: dict) -> str:
             f"| {fmt(v['median_others_cpu_s'], '.2f', ' s')} | {v['rows']:,} pairs "
             f"| {'yes' if valid else '**NO: time not valid**'} |"
         )
-    if report["ratios"]:
-        lines += ["", "| ratio of medians | wall | CPU |", "|---|---:|---:|"]
-        lines += [
-            f"| {k} | {fmt(v['wall'], '.2f', 'x')} | {fmt(v['cpu'], '.2f', 'x')} |"
-            for k, v in report["ratios"].items()
-        ]
+    lines += harness.ratio_table(report["ratios"])
     if report["targets"]:
         lines += ["", "| target (issue #3) | fluo / other | met |", "|---|---:|---|"]
         lines += [

@@ -129,14 +129,8 @@ def build_case(name: str, path: str) -> tuple[Any, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spans", type=int, default=5_000_000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument(
-        "--quiet-wait", type=float, default=0.0, help="wait up to this many s for idle CPUs"
-    )
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--dump", help=argparse.SUPPRESS)
+    harness.add_run_options(parser, runs=5, quiet_wait=0.0)
+    harness.add_child_options(parser)
     args = parser.parse_args()
     if args.case:
         func, answer = build_case(args.case, args.data)
@@ -145,28 +139,21 @@ def main() -> None:
     import spangen
 
     path, _ = spangen.ensure_dataset(HERE / "data", args.spans, 7)
-    harness.warm(path)
     load = harness.load_average()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {}  # a variant whose run failed is not run again
     differences: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="window_rules_") as tmp:
-        dumps = Path(tmp)
-        for i in range(args.runs):
-            for name in VARIANTS:
-                if name in errors:
-                    continue
-                if args.quiet_wait > 0:
-                    harness.wait_for_quiet(args.quiet_wait)
-                case = ["--case", name, "--data", str(path)]
-                if i == 0 and name != "scan":
-                    case += ["--dump", str(dumps / f"{name}.parquet")]
-                r = harness.spawn(Path(__file__), case)
-                if "error" in r:
-                    errors[name] = r["error"]
-                    print(f"{name}: FAILED {r['error']}", file=sys.stderr, flush=True)
-                    continue
-                runs[name].append(r)
+        dumps = Path(tmp)  # the scan returns a row count: run_case dumps nothing for it
+        runs = harness.measure(
+            Path(__file__),
+            VARIANTS,
+            path,
+            args.runs,
+            dumps=dumps,
+            quiet_wait=args.quiet_wait,
+            errors=errors,
+            log=False,
+        )
         reference = dumps / "fluo.parquet"
         for name in VARIANTS:
             theirs = dumps / f"{name}.parquet"
