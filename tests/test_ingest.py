@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -856,6 +856,31 @@ _RESOURCE_SPANS = st.fixed_dictionaries(
 
 
 @settings(max_examples=60, deadline=None)
+@example(  # found by hypothesis in CI: the exact reader took the text "0" as a time
+    [
+        {
+            "resourceSpans": [
+                {
+                    "resource": {},
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": "5B8EFFF798038103D269B633813FC60C",
+                                    "spanId": "abc",
+                                    "name": "",
+                                    "attributes": [],
+                                    "status": {},
+                                    "endTimeUnixNano": "0",
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    ]
+)
 @given(
     st.lists(
         st.fixed_dictionaries({"resourceSpans": st.lists(_RESOURCE_SPANS, max_size=2)}),

@@ -343,8 +343,8 @@ class SpanBuilder(SpanColumns):
                 kinds.append(None if kind is None else kind_of(kind))
                 start = sp.get("startTimeUnixNano")
                 end = sp.get("endTimeUnixNano")
-                start = int(start) if start else None
-                end = int(end) if end else None
+                start = (int(start) or None) if start else None  # 0 and "0" mean unknown
+                end = (int(end) or None) if end else None
                 if start is not None and not _MIN_NS <= start <= _MAX_NS:
                     raise DataError(f"span {where}[{k}]: startTimeUnixNano {start} is out of range")
                 if end is not None and not _MIN_NS <= end <= _MAX_NS:
