@@ -647,33 +647,20 @@ def anchor_condition(predicate: Expr) -> Expr | None:
 def support(predicate: Expr) -> Expr | None:
     """A span condition without which the trace condition cannot hold, or None.
 
-    `has(P)` needs a P span; `count(P) > n` (n >= 0) too; `count(A) != count(B)` an A
-    or a B span, `count(A) > count(B)` an A span; `and` needs any one of its
-    parts' support; `or` needs one of each part's. Traces without a supporting span
-    can be skipped, and the support names the spans that are the signal's evidence.
+    `has(P)` needs a P span; `count(P) > n` (n >= 0) too, and so does `count(P) > X`
+    when X cannot be negative (a count, or a sum of counts and integers: `count(A) >
+    count(B) + 2` needs an A span); `count(A) != count(B)` an A or a B span; `and` needs
+    any one of its parts' support; `or` needs one of each part's. Traces without a
+    supporting span can be skipped, and the support names the spans that are the
+    signal's evidence.
     """
     match predicate:
         case ast.Aggregate(func="has", scope="trace", where=where) if (
             where is not None and not reads_this(where)
         ):
             return where
-        case ast.Compare(
-            op=op,
-            left=ast.Aggregate(func="count", scope="trace", where=where),
-            right=ast.Int(value=n),
-        ) if where is not None and not reads_this(where):
-            if (op == ">" and n >= 0) or (op in (">=", "==") and n >= 1):
-                return where
-        case ast.Compare(
-            op=op,
-            left=ast.Aggregate(func="count", scope="trace", where=a),
-            right=ast.Aggregate(func="count", scope="trace", where=b),
-        ) if a is not None and b is not None and not (reads_this(a) or reads_this(b)):
-            # count(A) != count(B) needs an A or a B span; > needs an A; < needs a B.
-            if op == "!=":
-                return ast.Or((a, b))
-            if op in (">", "<"):
-                return a if op == ">" else b
+        case ast.Compare():
+            return _compare_support(predicate)
         case ast.Sequence(by=None, steps=steps):
             return steps[0]
         case ast.And(operands=ops):
@@ -685,6 +672,46 @@ def support(predicate: Expr) -> Expr | None:
             parts = [support(o) for o in ops]
             if all(p is not None for p in parts):
                 return ast.Or(tuple(p for p in parts if p is not None))
+    return None
+
+
+_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _compare_support(node: ast.Compare) -> Expr | None:
+    """The support of a comparison of trace counts (see `support`)."""
+    a, b = _counted(node.left), _counted(node.right)
+    if node.op == "!=" and a is not None and b is not None:
+        return ast.Or((a, b))
+    for op, where, other in ((node.op, a, node.right), (_MIRRORED[node.op], b, node.left)):
+        bound = _lower_bound(other)
+        if where is None or bound is None:
+            continue
+        if (op == ">" and bound >= 0) or (op in (">=", "==") and bound >= 1):
+            return where
+    return None
+
+
+def _counted(node: Expr) -> Expr | None:
+    """P, when `node` is `count(P)` over the whole trace (not reading the anchor)."""
+    match node:
+        case ast.Aggregate(func="count", scope="trace", where=where) if (
+            where is not None and not reads_this(where)
+        ):
+            return where
+    return None
+
+
+def _lower_bound(node: Expr) -> int | None:
+    """A lower bound of a count expression: an integer, any count (0), or their sum."""
+    match node:
+        case ast.Int(value=n):
+            return n
+        case ast.Aggregate(func="count"):
+            return 0
+        case ast.Arith(op="+", left=left, right=right):
+            low, high = _lower_bound(left), _lower_bound(right)
+            return None if low is None or high is None else low + high
     return None
 
 

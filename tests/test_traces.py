@@ -93,6 +93,38 @@ def test_requests_and_responses_that_do_not_pair_up() -> None:
     assert fire(rule, *rows) == [(1, 1)]
 
 
+@pytest.mark.parametrize(
+    ("condition", "supported"),
+    [
+        ('count(span.name == "a") > count(span.name == "b") + 1', True),
+        ('count(span.name == "b") + 1 < count(span.name == "a")', True),
+        ('count(span.name == "a") == count(span.name == "b") + 2', True),
+        ('count(span.name == "a") >= count(span.name == "b") + 1', True),
+        ('count(span.name == "a") > 0', True),
+        ('count(span.name == "a") >= count(span.name == "b")', False),  # holds at 0 >= 0
+        ('count(span.name == "a") > count(span.name == "b") - 1', False),  # at 0 > -1
+        ('count(span.name == "a") > -1', False),
+    ],
+)
+def test_count_comparisons_that_need_a_span_prefilter_and_anchor_there(
+    condition: str, supported: bool
+) -> None:
+    """A comparison that cannot hold without an `a` span names `a` as its support: the
+    per-trace table reads only such spans and the signal is anchored at the first `a`;
+    one that can hold without any span is anchored at the root."""
+    rules = fluo.load_rules(f"rules:\n  r:\n    when: '{condition}'\n")
+    plan = rules.compile(SpanSchema.of(spans(S(1, 1, None, "a")).lazy())).trace
+    assert (plan.supports["r"] is not None) is supported
+    rows = [
+        S(1, 1, None, "root"),
+        S(1, 2, 1, "b", 1),
+        S(1, 3, 1, "a", 2),
+        S(1, 4, 1, "a", 3),
+        S(1, 5, 1, "a", 4),  # 3 a, 1 b: every condition above holds
+    ]
+    assert fire(condition, *rows) == [(1, 3 if supported else 1)]
+
+
 def test_failed_login_followed_by_success_within_5s() -> None:
     rule = """
 rules:
