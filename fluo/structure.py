@@ -124,19 +124,32 @@ def relation_table(
     if agg.where is not None:
         source = source.filter(lower_condition(agg.where, ctx))
     source = source.select(ROW, value.alias("__v"))
+    aggregate = _over_pairs(agg.func).alias(name)
     if agg.scope in ("children", "descendants"):
+        # Up the links: every row reached is a parent's first record, one per span id.
         start = linked.parent.gather(source.get_column(ROW))
         pairs = _walk_up(
             source.with_columns(start.alias(AT)), linked, agg.scope == "descendants", warn
         )
-    else:
-        pairs = _walk_down(source, linked, warn)
-    table = pairs.group_by(AT).agg(_over_pairs(agg.func).alias(name))
-    at = table.get_column(AT)
-    return table.select(
-        spans.get_column(key).gather(at).alias(key),
-        spans.get_column("span_id").gather(at).alias("__related_to"),
-        pl.col(name),
+        table = pairs.group_by(AT).agg(aggregate)
+        at = table.get_column(AT)
+        return table.select(
+            spans.get_column(key).gather(at).alias(key),
+            spans.get_column("span_id").gather(at).alias("__related_to"),
+            pl.col(name),
+        )
+    # Down the links: every record below is reached, so several records of one span id
+    # (and a cycle) may be; each source span counts once for each span id it reaches.
+    pairs = _walk_down(source, linked, warn)
+    at = pairs.get_column(AT)
+    return (
+        pairs.with_columns(
+            spans.get_column(key).gather(at).alias(key),
+            spans.get_column("span_id").gather(at).alias("__related_to"),
+        )
+        .unique([key, "__related_to", "__src"])
+        .group_by(key, "__related_to")
+        .agg(aggregate)
     )
 
 
@@ -156,14 +169,17 @@ def _walk_up(start: pl.DataFrame, linked: Links, deep: bool, warn: Warn = ignore
 
 
 def _walk_down(source: pl.DataFrame, linked: Links, warn: Warn = ignore) -> pl.DataFrame:
-    """(__at, __v): every row below the rows of `source` (its __row), itself excluded."""
-    frontier = source.select(pl.col(ROW).alias(AT), "__v")
+    """(__at, __v, __src): every row below the rows of `source` (its __row, kept as
+    __src), itself excluded."""
+    frontier = source.select(pl.col(ROW).alias(AT), "__v", pl.col(ROW).alias("__src"))
     if linked.first is not None:  # the children of a repeated span id hang off its first record
         frontier = frontier.with_columns(linked.first.gather(frontier.get_column(AT)).alias(AT))
     found = []
     depth = 0
     while frontier.height and depth < MAX_DEPTH:
-        frontier = frontier.join(linked.children, on=AT).select(pl.col(ROW).alias(AT), "__v")
+        frontier = frontier.join(linked.children, on=AT).select(
+            pl.col(ROW).alias(AT), "__v", "__src"
+        )
         found.append(frontier)
         depth += 1
     if frontier.height:

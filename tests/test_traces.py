@@ -589,6 +589,11 @@ def test_duplicate_record_in_the_middle_of_a_chain() -> None:
     assert fire('span.name == "r" and descendants.count(span.name == "leaf") == 1', *rows) == [
         (1, 1)
     ]
+    # Each record of span 2 is one anchor (not one per record reached by the walk down).
+    assert fire('span.name == "m" and ancestors.count(span.name == "r") == 1', *rows) == [
+        (1, 2),
+        (1, 2),
+    ]
     # Both records of span 2 are anchors, and both see the child linked to span 2.
     assert fire('span.name == "m" and children.has(span.name == "leaf")', *rows) == [
         (1, 2),
