@@ -413,8 +413,10 @@ class TracePlan:
             if agg.scope == "siblings":
                 assert agg.where is not None
                 me = lower_condition(agg.where, Context(self.schema)).cast(pl.Int64)
+                others = pl.col(self.terms[agg]).fill_null(0) - me
+                root = pl.col("parent_span_id").is_null()  # a root has no siblings
                 out = out.with_columns(
-                    (pl.col(self.terms[agg]).fill_null(0) - me).alias(self.terms[agg])
+                    pl.when(root).then(0).otherwise(others).alias(self.terms[agg])
                 )
                 if agg.func != "count":
                     present = pl.col(self.terms[agg]) > 0

@@ -294,6 +294,11 @@ def test_siblings_and_ancestors() -> None:
     assert fire('ancestors.count(span.name != "zz") == 2', *rows) == [(1, 4)]
     assert fire('descendants.count(span.name != "zz") == 3', *rows) == [(1, 1)]
     assert fire("children.count() == 2", *rows) == [(1, 1)]
+    # A root has no siblings (not minus one of them: the root itself is not counted).
+    assert fire('span.name == "root" and siblings.count(span.name == "root") == 0', *rows) == [
+        (1, 1)
+    ]
+    assert fire('span.name == "root" and siblings.missing(span.name == "root")', *rows) == [(1, 1)]
 
 
 def test_negated_relations_are_plain_negations() -> None:

@@ -1,0 +1,335 @@
+"""A plain, slow reference for trace-level rules: the oracle of test_trace_differential.py.
+
+Written from docs/traces.md alone. Rules are small Python trees (below) that render to
+fluo text and are evaluated here record by record, with the structure computed the
+obvious way (parent chains by span id), never with joins:
+
+* a trace is every record with its trace id; aggregates count every record;
+* `children` of x: the records whose parent id is x's span id;
+* `descendants` of x: the records whose chain of parent ids passes through x's span id
+  (the chain follows each id's first record; it stops at an id the trace lacks);
+* `ancestors` of x: the records whose span id is on x's chain;
+* `siblings` of x: the other records with x's parent id (none for a root);
+* `parent.` the first record with x's parent id; `root.` the earliest record without a
+  parent (ties by span id); empty aggregates: count 0, sum 0, all true, max null; a
+  comparison with null is false, and `not` of it true.
+
+Spans are dicts: trace, sid, parent (int or None), name, error (bool), ms (duration),
+start (int, unique). Duplicate records copy the trace, sid, parent and name of a record.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+Span = dict[str, Any]
+
+OPS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+# --- span predicates -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Name:
+    value: str
+
+    def text(self) -> str:
+        return f'span.name == "{self.value}"'
+
+    def holds(self, s: Span) -> bool:
+        return bool(s["name"] == self.value)
+
+
+@dataclass(frozen=True)
+class Error:
+    def text(self) -> str:
+        return "span.status == ERROR"
+
+    def holds(self, s: Span) -> bool:
+        return bool(s["error"])
+
+
+@dataclass(frozen=True)
+class Slow:
+    ms: int
+
+    def text(self) -> str:
+        return f"span.duration > {self.ms}ms"
+
+    def holds(self, s: Span) -> bool:
+        return bool(s["ms"] > self.ms)
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Any
+
+    def text(self) -> str:
+        return f"not ({self.operand.text()})"
+
+    def holds(self, s: Span) -> bool:
+        return not self.operand.holds(s)
+
+
+@dataclass(frozen=True)
+class Both:
+    op: str  # "and" | "or"
+    left: Any
+    right: Any
+
+    def text(self) -> str:
+        return f"({self.left.text()}) {self.op} ({self.right.text()})"
+
+    def holds(self, s: Span) -> bool:
+        if self.op == "and":
+            return bool(self.left.holds(s) and self.right.holds(s))
+        return bool(self.left.holds(s) or self.right.holds(s))
+
+
+# --- the structure ---------------------------------------------------------------------
+
+
+class Trace:
+    """The records of one trace, with the relations of docs/traces.md."""
+
+    def __init__(self, records: list[Span]) -> None:
+        self.records = records
+        self.first: dict[int, Span] = {}
+        for r in records:
+            self.first.setdefault(r["sid"], r)
+
+    def chain(self, record: Span) -> list[int]:
+        """The parent ids above `record`, nearest first, while the trace has them."""
+        ids: list[int] = []
+        parent = record["parent"]
+        while parent is not None and parent in self.first and parent not in ids:
+            ids.append(parent)
+            parent = self.first[parent]["parent"]
+        return ids
+
+    def scope(self, name: str, x: Span | None) -> list[Span]:
+        if name == "trace":
+            return self.records
+        assert x is not None
+        if name == "children":
+            return [c for c in self.records if c["parent"] == x["sid"]]
+        if name == "descendants":
+            return [d for d in self.records if x["sid"] in self.chain(d)]
+        if name == "ancestors":
+            above = set(self.chain(x))
+            return [a for a in self.records if a["sid"] in above]
+        if name == "siblings":
+            if x["parent"] is None:
+                return []
+            return [s for s in self.records if s is not x and s["parent"] == x["parent"]]
+        raise ValueError(name)
+
+    def parent(self, x: Span) -> Span | None:
+        return None if x["parent"] is None else self.first.get(x["parent"])
+
+    def root(self) -> Span | None:
+        roots = [r for r in self.records if r["parent"] is None]
+        return min(roots, key=lambda r: (r["start"], r["sid"])) if roots else None
+
+
+# --- trace terms -----------------------------------------------------------------------
+
+
+def _prefix(scope: str) -> str:
+    return "" if scope == "trace" else f"{scope}."
+
+
+@dataclass(frozen=True)
+class Has:
+    scope: str
+    where: Any
+    missing: bool = False
+
+    def text(self) -> str:
+        func = "missing" if self.missing else "has"
+        return f"{_prefix(self.scope)}{func}({self.where.text()})"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        found = any(self.where.holds(s) for s in t.scope(self.scope, x))
+        return not found if self.missing else found
+
+
+@dataclass(frozen=True)
+class Count:
+    scope: str
+    where: Any
+    op: str
+    n: int
+
+    def text(self) -> str:
+        return f"{_prefix(self.scope)}count({self.where.text()}) {self.op} {self.n}"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        count = sum(1 for s in t.scope(self.scope, x) if self.where.holds(s))
+        return bool(OPS[self.op](count, self.n))
+
+
+@dataclass(frozen=True)
+class Duration:
+    """`max` / `min` / `sum` / `avg` of span.duration where P, compared with n ms."""
+
+    func: str
+    scope: str
+    where: Any
+    op: str
+    ms: int
+
+    def text(self) -> str:
+        return (
+            f"{_prefix(self.scope)}{self.func}(span.duration where {self.where.text()}) "
+            f"{self.op} {self.ms}ms"
+        )
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        values = [s["ms"] for s in t.scope(self.scope, x) if self.where.holds(s)]
+        result: float | None
+        if self.func == "sum":
+            result = sum(values)
+        elif not values:
+            result = None
+        elif self.func == "avg":
+            result = sum(values) / len(values)
+        else:
+            result = max(values) if self.func == "max" else min(values)
+        return result is not None and bool(OPS[self.op](result, self.ms))
+
+
+@dataclass(frozen=True)
+class All:
+    scope: str
+    what: Any
+    where: Any
+
+    def text(self) -> str:
+        return f"{_prefix(self.scope)}all({self.what.text()} where {self.where.text()})"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        return all(self.what.holds(s) for s in t.scope(self.scope, x) if self.where.holds(s))
+
+
+@dataclass(frozen=True)
+class CountVsCount:
+    """count(A) op count(B) + k over the trace."""
+
+    a: Any
+    op: str
+    b: Any
+    k: int
+
+    def text(self) -> str:
+        plus = f" + {self.k}" if self.k else ""
+        return f"count({self.a.text()}) {self.op} count({self.b.text()}){plus}"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        a = sum(1 for s in t.records if self.a.holds(s))
+        b = sum(1 for s in t.records if self.b.holds(s))
+        return bool(OPS[self.op](a, b + self.k))
+
+
+@dataclass(frozen=True)
+class Related:
+    """`parent.name == v` or `root.name == v` (null: false)."""
+
+    which: str
+    value: str
+
+    def text(self) -> str:
+        return f'{self.which}.name == "{self.value}"'
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        other = t.root() if self.which == "root" else (t.parent(x) if x else None)
+        return other is not None and other["name"] == self.value
+
+
+@dataclass(frozen=True)
+class SpanCount:
+    op: str
+    n: int
+
+    def text(self) -> str:
+        return f"trace.span_count {self.op} {self.n}"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        return bool(OPS[self.op](len(t.records), self.n))
+
+
+@dataclass(frozen=True)
+class TNot:
+    operand: Any
+
+    def text(self) -> str:
+        return f"not ({self.operand.text()})"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        return not self.operand.holds(t, x)
+
+
+@dataclass(frozen=True)
+class TBoth:
+    op: str
+    left: Any
+    right: Any
+
+    def text(self) -> str:
+        return f"({self.left.text()}) {self.op} ({self.right.text()})"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        if self.op == "and":
+            return bool(self.left.holds(t, x) and self.right.holds(t, x))
+        return bool(self.left.holds(t, x) or self.right.holds(t, x))
+
+
+# --- rules -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """`local and term`: a signal for every record that meets both."""
+
+    local: Any
+    term: Any
+
+    def text(self) -> str:
+        return f"({self.local.text()}) and ({self.term.text()})"
+
+    def signals(self, spans: list[Span]) -> list[tuple[int, int]]:
+        out = []
+        for trace in _traces(spans):
+            for x in trace.records:
+                if self.local.holds(x) and self.term.holds(trace, x):
+                    out.append((x["trace"], x["sid"]))
+        return sorted(out)
+
+
+@dataclass(frozen=True)
+class WholeTrace:
+    """A condition over the whole trace: the traces where it holds."""
+
+    term: Any
+
+    def text(self) -> str:
+        return self.term.text()
+
+    def signals(self, spans: list[Span]) -> list[int]:
+        return sorted(t.records[0]["trace"] for t in _traces(spans) if self.term.holds(t, None))
+
+
+def _traces(spans: list[Span]) -> list[Trace]:
+    by_trace: dict[int, list[Span]] = {}
+    for s in spans:
+        by_trace.setdefault(s["trace"], []).append(s)
+    return [Trace(records) for records in by_trace.values()]
