@@ -333,3 +333,70 @@ def _traces(spans: list[Span]) -> list[Trace]:
     for s in spans:
         by_trace.setdefault(s["trace"], []).append(s)
     return [Trace(records) for records in by_trace.values()]
+
+
+# --- sequences (docs/traces.md section 5) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Ordered steps within a trace: `steps` are predicates, or ("absent", predicate)
+    between two of them; `until` cancels; `within_ms` bounds first to last step."""
+
+    steps: tuple[Any, ...]
+    until: Any = None
+    within_ms: int | None = None
+
+    def yaml(self) -> str:
+        lines = ["rules:", "  r:", "    sequence:"]
+        if self.within_ms is not None:
+            lines.append(f"      within: {self.within_ms}ms")
+        lines.append("      steps:")
+        for step in self.steps:
+            if isinstance(step, tuple):
+                lines.append(f"        - absent: '{step[1].text()}'")
+            else:
+                lines.append(f"        - '{step.text()}'")
+        if self.until is not None:
+            lines.append(f"      until: '{self.until.text()}'")
+        return "\n".join(lines) + "\n"
+
+    def signals(self, spans: list[Span]) -> list[tuple[int, int]]:
+        """(trace, first step's span) of every match: for each span meeting the first
+        step, the earliest span after it meeting the next step, and so on (greedy)."""
+        out = []
+        for trace in _traces(spans):
+            records = trace.records
+            present = [s for s in self.steps if not isinstance(s, tuple)]
+            for first in records:
+                if not present[0].holds(first):
+                    continue
+                chosen = [first]
+                for step in present[1:]:
+                    later = [r for r in records if r["start"] > chosen[-1]["start"]]
+                    later = [r for r in later if step.holds(r)]
+                    if not later:
+                        break
+                    chosen.append(min(later, key=lambda r: r["start"]))
+                if len(chosen) < len(present) or not self._allowed(records, chosen):
+                    continue
+                out.append((first["trace"], first["sid"]))
+        return sorted(out)
+
+    def _allowed(self, records: list[Span], chosen: list[Span]) -> bool:
+        first, last = chosen[0]["start"], chosen[-1]["start"]
+        if self.within_ms is not None and last - first > self.within_ms:
+            return False
+        if self.until is not None and any(
+            first < r["start"] < last and self.until.holds(r) for r in records
+        ):
+            return False
+        index = 0  # which chosen span precedes the current step
+        for step in self.steps:
+            if not isinstance(step, tuple):
+                index += 1
+                continue
+            low, high = chosen[index - 1]["start"], chosen[index]["start"]
+            if any(low < r["start"] < high and step[1].holds(r) for r in records):
+                return False
+        return True

@@ -6,7 +6,8 @@ rules (`local and term`, with terms over the trace, children, descendants, ances
 siblings, parent and root fields) and whole-trace rules (has / missing / count, count
 against count, max / min / sum / avg of durations, span counts, with and / or / not). fluo and the
 plain reference must give the same signals: the (trace, span) of every anchored signal,
-and the traces of every whole-trace one.
+and the traces of every whole-trace one; and for sequences (steps, absent steps, until,
+within, start times that tie), the (trace, first step) of every match.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from reference_traces import (
     Name,
     Not,
     Related,
+    Sequence,
     Slow,
     Span,
     SpanCount,
@@ -190,3 +192,55 @@ def test_anchored_trace_rules_agree_with_the_reference(records: list[Span], rule
 def test_whole_trace_rules_agree_with_the_reference(records: list[Span], rule: WholeTrace) -> None:
     out = fluo_signals(rule.text(), records)
     assert sorted(int(t, 16) for t in out["trace_id"]) == rule.signals(records), rule.text()
+
+
+# --- sequences --------------------------------------------------------------------------
+
+
+@st.composite
+def timed_tables(draw: st.DrawFn) -> list[Span]:
+    """1-3 traces of 1-8 spans whose start times often tie (0-5 ms)."""
+    records: list[Span] = []
+    for trace in range(1, draw(st.integers(1, 3)) + 1):
+        for sid in range(1, draw(st.integers(1, 8)) + 1):
+            records.append(
+                {
+                    "trace": trace,
+                    "sid": sid,
+                    "parent": None,
+                    "name": draw(st.sampled_from(["a", "b", "c", "x"])),
+                    "error": draw(st.booleans()),
+                    "ms": 1,
+                    "start": draw(st.integers(0, 5)),
+                }
+            )
+    return draw(st.permutations(records))
+
+
+step_predicates = st.one_of(
+    st.sampled_from([Name("a"), Name("b"), Name("c"), Name("x")]),
+    st.builds(Both, st.just("and"), st.sampled_from([Name("a"), Name("b")]), st.just(Error())),
+)
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> Sequence:
+    present = draw(st.lists(step_predicates, min_size=2, max_size=3))
+    steps: list[Any] = [present[0]]
+    for step in present[1:]:
+        if draw(st.booleans()):
+            steps.append(("absent", draw(step_predicates)))
+        steps.append(step)
+    until = draw(st.one_of(st.none(), step_predicates))
+    within = draw(st.one_of(st.none(), st.integers(1, 4)))  # 0 is a check error
+    return Sequence(tuple(steps), until, within)
+
+
+@SETTINGS
+@given(timed_tables(), sequences())
+def test_sequences_agree_with_the_reference(records: list[Span], rule: Sequence) -> None:
+    out = fluo.load_rules(rule.yaml()).evaluate(frame(records))
+    got = sorted(
+        (int(t, 16), int(s, 16)) for t, s in zip(out["trace_id"], out["span_id"], strict=True)
+    )
+    assert got == rule.signals(records), rule.yaml()
