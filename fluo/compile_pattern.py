@@ -162,7 +162,8 @@ class PatternPlan:
             name = f"{first}.{column}"
             return (pl.col(name) if name in rows.columns else pl.lit(None)).first().alias(column)
 
-        anchors = rows.group_by(f"{first}.span_id", maintain_order=True).agg(
+        by = [f"{first}.{self.key}", f"{first}.span_id"]  # span ids repeat across traces
+        anchors = rows.group_by(by, maintain_order=True).agg(
             *(first_of(c) for c in ("trace_id", "service_name", "name", "start_time")),
             pl.col("__message").first(),
             pl.col("__evidence").explode().unique(maintain_order=True).head(EVIDENCE_LIMIT),

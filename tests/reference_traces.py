@@ -400,3 +400,103 @@ class Sequence:
             if any(low < r["start"] < high and step[1].holds(r) for r in records):
                 return False
         return True
+
+
+# --- named spans (docs/traces.md section 4) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Relation:
+    """`child_of(x, y)`, `descendant_of(x, y)`, `sibling_of(x, y)` between two names."""
+
+    func: str
+    x: str
+    y: str
+
+    def text(self) -> str:
+        return f"{self.func}({self.x}, {self.y})"
+
+    def holds(self, t: Trace, bound: dict[str, Span]) -> bool:
+        x, y = bound[self.x], bound[self.y]
+        if self.func == "child_of":
+            return bool(x["parent"] == y["sid"])
+        if self.func == "descendant_of":
+            return y["sid"] in t.chain(x)
+        return x["parent"] is not None and x["parent"] == y["parent"]
+
+
+@dataclass(frozen=True)
+class Longer:
+    """`x.duration > y.duration`, or `x.start < y.start` (`earlier`)."""
+
+    x: str
+    y: str
+    earlier: bool = False
+
+    def text(self) -> str:
+        if self.earlier:
+            return f"{self.x}.start < {self.y}.start"
+        return f"{self.x}.duration > {self.y}.duration"
+
+    def holds(self, t: Trace, bound: dict[str, Span]) -> bool:
+        x, y = bound[self.x], bound[self.y]
+        return bool(x["start"] < y["start"] if self.earlier else x["ms"] > y["ms"])
+
+
+@dataclass(frozen=True)
+class PNot:
+    operand: Any
+
+    def text(self) -> str:
+        return f"not ({self.operand.text()})"
+
+    def holds(self, t: Trace, bound: dict[str, Span]) -> bool:
+        return not self.operand.holds(t, bound)
+
+
+@dataclass(frozen=True)
+class PBoth:
+    op: str
+    left: Any
+    right: Any
+
+    def text(self) -> str:
+        return f"({self.left.text()}) {self.op} ({self.right.text()})"
+
+    def holds(self, t: Trace, bound: dict[str, Span]) -> bool:
+        if self.op == "and":
+            return bool(self.left.holds(t, bound) and self.right.holds(t, bound))
+        return bool(self.left.holds(t, bound) or self.right.holds(t, bound))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Named spans of one trace related by `when`: a signal for each span bound to the
+    first name for which some binding of the others (different spans) satisfies it."""
+
+    names: tuple[tuple[str, Any], ...]
+    when: Any
+
+    def yaml(self) -> str:
+        bound = "".join(f"      {n}: '{p.text()}'\n" for n, p in self.names)
+        return f"rules:\n  r:\n    spans:\n{bound}    when: '{self.when.text()}'\n"
+
+    def signals(self, spans: list[Span]) -> list[tuple[int, int]]:
+        out = []
+        for trace in _traces(spans):
+            first, condition = self.names[0]
+            for x in trace.records:
+                if condition.holds(x) and self._extends(trace, {first: x}, 1):
+                    out.append((x["trace"], x["sid"]))
+        return sorted(out)
+
+    def _extends(self, t: Trace, bound: dict[str, Span], i: int) -> bool:
+        if i == len(self.names):
+            return bool(self.when.holds(t, bound))
+        name, condition = self.names[i]
+        taken = [s["sid"] for s in bound.values()]
+        return any(
+            self._extends(t, {**bound, name: r}, i + 1)
+            for r in t.records
+            if r["sid"] not in taken and condition.holds(r)
+        )

@@ -7,7 +7,9 @@ siblings, parent and root fields) and whole-trace rules (has / missing / count, 
 against count, max / min / sum / avg of durations, span counts, with and / or / not). fluo and the
 plain reference must give the same signals: the (trace, span) of every anchored signal,
 and the traces of every whole-trace one; and for sequences (steps, absent steps, until,
-within, start times that tie), the (trace, first step) of every match.
+within, start times that tie), the (trace, first step) of every match; and for named
+spans related by child_of / descendant_of / sibling_of and by their fields, the (trace,
+first name's span) of every signal.
 """
 
 from __future__ import annotations
@@ -28,9 +30,14 @@ from reference_traces import (
     Duration,
     Error,
     Has,
+    Longer,
     Name,
     Not,
+    Pattern,
+    PBoth,
+    PNot,
     Related,
+    Relation,
     Sequence,
     Slow,
     Span,
@@ -239,6 +246,59 @@ def sequences(draw: st.DrawFn) -> Sequence:
 @SETTINGS
 @given(timed_tables(), sequences())
 def test_sequences_agree_with_the_reference(records: list[Span], rule: Sequence) -> None:
+    out = fluo.load_rules(rule.yaml()).evaluate(frame(records))
+    got = sorted(
+        (int(t, 16), int(s, 16)) for t, s in zip(out["trace_id"], out["span_id"], strict=True)
+    )
+    assert got == rule.signals(records), rule.yaml()
+
+
+# --- named spans ------------------------------------------------------------------------
+
+
+@st.composite
+def tree_tables(draw: st.DrawFn) -> list[Span]:
+    """`span_tables` without duplicate records: a name binds one span id."""
+    records = draw(span_tables())
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for r in records:
+        if (r["trace"], r["sid"]) not in seen:
+            seen.add((r["trace"], r["sid"]))
+            unique.append(r)
+    return unique
+
+
+def relations(x: str, y: str) -> st.SearchStrategy[Any]:
+    pair = st.sampled_from([(x, y), (y, x)])
+    leaves = st.one_of(
+        st.builds(
+            lambda f, p: Relation(f, *p),
+            st.sampled_from(["child_of", "descendant_of", "sibling_of"]),
+            pair,
+        ),
+        st.builds(lambda p, e: Longer(*p, e), pair, st.booleans()),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            inner.map(PNot),
+            st.tuples(st.sampled_from(["and", "or"]), inner, inner).map(lambda t: PBoth(*t)),
+        ),
+        max_leaves=3,
+    )
+
+
+@st.composite
+def patterns(draw: st.DrawFn) -> Pattern:
+    names = (("x", draw(predicates)), ("y", draw(predicates)))
+    when = draw(relations("x", "y"))
+    return Pattern(names, when)
+
+
+@SETTINGS
+@given(tree_tables(), patterns())
+def test_named_spans_agree_with_the_reference(records: list[Span], rule: Pattern) -> None:
     out = fluo.load_rules(rule.yaml()).evaluate(frame(records))
     got = sorted(
         (int(t, 16), int(s, 16)) for t, s in zip(out["trace_id"], out["span_id"], strict=True)

@@ -495,6 +495,24 @@ def pattern(when: str, **spans_: str) -> str:
     return f"rules:\n  r:\n    spans:\n{bound}    when: '{when}'\n"
 
 
+def test_named_span_signals_of_two_traces_that_reuse_a_span_id() -> None:
+    """One signal per (trace, span) of the first name: span ids repeat across traces."""
+    rows = [
+        S(1, 1, None, "a", duration_ns=20 * MS),
+        S(1, 2, 1, "a", 1, duration_ns=MS),
+        S(2, 1, None, "a", 2, duration_ns=20 * MS),
+        S(2, 2, 1, "a", 3, duration_ns=MS),
+    ]
+    rule = pattern("x.duration > y.duration", x='span.name == "a"', y='span.name == "a"')
+    out = fluo.load_rules(rule).evaluate(spans(*rows))
+    assert sorted(
+        (int(t, 16), int(s, 16)) for t, s in out.select("trace_id", "span_id").rows()
+    ) == [
+        (1, 1),
+        (2, 1),
+    ]
+
+
 def test_named_spans_related_in_time_and_structure() -> None:
     rows = [
         S(1, 1, None, "login", 0, duration_ns=100 * MS),
