@@ -500,3 +500,49 @@ class Pattern:
             for r in t.records
             if r["sid"] not in taken and condition.holds(r)
         )
+
+
+# --- aggregates that read the anchor (`this.`, docs/traces.md section 2) -------------------
+
+
+@dataclass(frozen=True)
+class ThisCount:
+    """`count(span.name == this.name and P) op n` over the trace (the anchor included)."""
+
+    where: Any
+    op: str
+    n: int
+
+    def text(self) -> str:
+        return f"count(span.name == this.name and ({self.where.text()})) {self.op} {self.n}"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        assert x is not None
+        count = sum(1 for s in t.records if s["name"] == x["name"] and self.where.holds(s))
+        return bool(OPS[self.op](count, self.n))
+
+
+@dataclass(frozen=True)
+class ThisOrder:
+    """`has(span.start op this.start and P)` (or `missing`), optionally also requiring
+    `span.name == this.name`."""
+
+    op: str
+    where: Any
+    same_name: bool
+    missing: bool
+
+    def text(self) -> str:
+        func = "missing" if self.missing else "has"
+        same = "span.name == this.name and " if self.same_name else ""
+        return f"{func}({same}span.start {self.op} this.start and ({self.where.text()}))"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        assert x is not None
+        found = any(
+            OPS[self.op](s["start"], x["start"])
+            and self.where.holds(s)
+            and (not self.same_name or s["name"] == x["name"])
+            for s in t.records
+        )
+        return not found if self.missing else found

@@ -1,15 +1,17 @@
 """Differential tests of trace-level rules: fluo's Polars plans against reference_traces.py.
 
 Hypothesis generates small span tables (several traces reusing the same span ids,
-orphans, several roots, duplicate records of a span id) and rules over them: anchored
-rules (`local and term`, with terms over the trace, children, descendants, ancestors and
-siblings, parent and root fields) and whole-trace rules (has / missing / count, count
-against count, max / min / sum / avg of durations, span counts, with and / or / not). fluo and the
-plain reference must give the same signals: the (trace, span) of every anchored signal,
-and the traces of every whole-trace one; and for sequences (steps, absent steps, until,
-within, start times that tie), the (trace, first step) of every match; and for named
-spans related by child_of / descendant_of / sibling_of and by their fields, the (trace,
-first name's span) of every signal.
+orphans, several roots, duplicate records of a span id) and rules over them:
+
+* anchored rules (`local and term`), with terms over the trace, children, descendants,
+  ancestors and siblings, parent and root fields, and aggregates reading `this.`;
+* whole-trace rules: has / missing / count, count against count, max / min / sum / avg
+  of durations, span counts, with and / or / not;
+* sequences: steps, absent steps, until, within, start times that tie;
+* named spans related by child_of / descendant_of / sibling_of and by their fields.
+
+fluo and the plain reference must give the same signals: the (trace, span) of every
+anchored, sequence and named-span signal, and the traces of every whole-trace one.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from reference_traces import (
     Span,
     SpanCount,
     TBoth,
+    ThisCount,
+    ThisOrder,
     TNot,
     WholeTrace,
 )
@@ -168,7 +172,15 @@ def terms(scopes: list[str], related: list[str]) -> st.SearchStrategy[Any]:
     )
 
 
-anchored_rules = st.builds(Anchored, predicates, terms(SCOPES, ["parent", "root"]))
+this_terms = st.one_of(
+    st.builds(ThisCount, predicates, st.sampled_from(OPS), st.integers(0, 3)),
+    st.builds(
+        ThisOrder, st.sampled_from(["<", "<=", ">", ">="]), predicates, st.booleans(), st.booleans()
+    ),
+)
+anchored_rules = st.builds(
+    Anchored, predicates, st.one_of(terms(SCOPES, ["parent", "root"]), this_terms)
+)
 whole_trace_rules = st.builds(WholeTrace, terms(["trace"], ["root"]))
 
 
