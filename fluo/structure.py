@@ -44,53 +44,54 @@ class Links:
 
     key: str
     ids: pl.DataFrame
-    """(key, span_id, __row): the first record of each span id (every record if none repeats)."""
+    """(key, span_id) of each row of the structure frame."""
     parent: pl.Series
     """Row of each row's parent (its first record); null for roots and orphans."""
     children: pl.DataFrame
     """(__row, __at): each linked row and the row of its parent."""
-    trace: pl.Series
-    """The trace key of each row."""
     first: pl.Series | None = None
     """Row of the first record of each row's span id; None when no linked span id repeats."""
 
+    @property
+    def trace(self) -> pl.Series:
+        """The trace key of each row."""
+        return self.ids.get_column(self.key)
+
     def rows_of(self, frame: pl.DataFrame, key: str, span_id: str) -> pl.Series:
-        """The row of the first record of each (key, span id) of `frame` (null: not found)."""
+        """The row of the first record of each (key, span id) of `frame` (null: not found),
+        aligned with `frame`'s rows."""
+        first = self.ids.with_row_index(ROW).group_by(self.key, "span_id").agg(pl.col(ROW).min())
         wanted = frame.select(pl.col(key).alias(self.key), pl.col(span_id).alias("span_id"))
-        found = wanted.join(self.ids, on=[self.key, "span_id"], how="left", maintain_order="left")
+        found = wanted.join(first, on=[self.key, "span_id"], how="left", maintain_order="left")
         return found.get_column(ROW)
 
 
 def links(spans: pl.DataFrame, key: str, warn: Warn = ignore) -> Links:
     """Resolve the parent links of `spans` (key, span_id, parent_span_id, ...) to rows."""
     index = pl.get_index_type()
+    ids = spans.select(key, "span_id")
     rows = spans.lazy().select(key, "span_id", "parent_span_id").with_row_index(ROW)
-    ids = rows.select(key, "span_id", ROW)
-    pairs = (
+    children = (
         rows.drop_nulls("parent_span_id")
         .select(ROW, key, pl.col("parent_span_id").alias("span_id"))
-        .join(ids.rename({ROW: AT}), on=[key, "span_id"])
+        .join(rows.select(key, "span_id", pl.col(ROW).alias(AT)), on=[key, "span_id"])
         .select(ROW, AT)
+        .collect(engine="streaming")
     )
-    children, ids_frame = pl.collect_all([pairs, ids], engine="streaming")
     first = None
     if children.height != children.get_column(ROW).n_unique():  # a parent id repeats
-        ids_frame = ids_frame.group_by(key, "span_id").agg(pl.col(ROW).min())
+        firsts = ids.with_row_index(ROW).group_by(key, "span_id").agg(pl.col(ROW).min())
         children = children.group_by(ROW).agg(pl.col(AT).min())
-        first = (
-            spans.select(key, "span_id")
-            .join(ids_frame, on=[key, "span_id"], how="left", maintain_order="left")
-            .get_column(ROW)
-        )
-        duplicates = spans.height - ids_frame.height
+        matched = ids.join(firsts, on=[key, "span_id"], how="left", maintain_order="left")
+        first = matched.get_column(ROW)
         warn(
-            f"{duplicates} duplicate span records (same trace and span id): "
+            f"{spans.height - firsts.height} duplicate span records (same trace and span id): "
             "structural rules link to the first record of each"
         )
     parent = pl.repeat(None, spans.height, dtype=index, eager=True).scatter(
         children.get_column(ROW), children.get_column(AT)
     )
-    return Links(key, ids_frame, parent, children, spans.get_column(key), first)
+    return Links(key, ids, parent, children, first)
 
 
 def relation_table(

@@ -471,8 +471,9 @@ class PBoth:
 
 @dataclass(frozen=True)
 class Pattern:
-    """Named spans of one trace related by `when`: a signal for each span bound to the
-    first name for which some binding of the others (different spans) satisfies it."""
+    """Named spans of one trace related by `when`: a signal for each span (id) bound to
+    the first name for which some binding of the others (different span ids; any of a
+    span id's records) satisfies it."""
 
     names: tuple[tuple[str, Any], ...]
     when: Any
@@ -488,7 +489,7 @@ class Pattern:
             for x in trace.records:
                 if condition.holds(x) and self._extends(trace, {first: x}, 1):
                     out.append((x["trace"], x["sid"]))
-        return sorted(out)
+        return sorted(set(out))
 
     def _extends(self, t: Trace, bound: dict[str, Span], i: int) -> bool:
         if i == len(self.names):

@@ -268,19 +268,6 @@ def test_sequences_agree_with_the_reference(records: list[Span], rule: Sequence)
 # --- named spans ------------------------------------------------------------------------
 
 
-@st.composite
-def tree_tables(draw: st.DrawFn) -> list[Span]:
-    """`span_tables` without duplicate records: a name binds one span id."""
-    records = draw(span_tables())
-    seen: set[tuple[int, int]] = set()
-    unique = []
-    for r in records:
-        if (r["trace"], r["sid"]) not in seen:
-            seen.add((r["trace"], r["sid"]))
-            unique.append(r)
-    return unique
-
-
 def relations(x: str, y: str) -> st.SearchStrategy[Any]:
     pair = st.sampled_from([(x, y), (y, x)])
     leaves = st.one_of(
@@ -309,7 +296,7 @@ def patterns(draw: st.DrawFn) -> Pattern:
 
 
 @SETTINGS
-@given(tree_tables(), patterns())
+@given(span_tables(), patterns())
 def test_named_spans_agree_with_the_reference(records: list[Span], rule: Pattern) -> None:
     out = fluo.load_rules(rule.yaml()).evaluate(frame(records))
     got = sorted(

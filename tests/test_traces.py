@@ -513,6 +513,15 @@ def test_named_span_signals_of_two_traces_that_reuse_a_span_id() -> None:
     ]
 
 
+def test_named_spans_over_duplicate_records_do_not_crash() -> None:
+    """A name that binds a span id with two records walks its ancestors once."""
+    rows = [S(1, 1, None, "r"), S(1, 2, 1, "m"), S(1, 2, 1, "m")]
+    rule = pattern("descendant_of(y, x)", x='span.name == "r"', y='span.name == "m"')
+    assert fire(rule, *rows, key="yaml") == [(1, 1)]
+    rule = pattern("descendant_of(x, y)", x='span.name == "m"', y='span.name == "r"')
+    assert fire(rule, *rows, key="yaml") == [(1, 2)]  # one signal per span id
+
+
 def test_named_spans_related_in_time_and_structure() -> None:
     rows = [
         S(1, 1, None, "login", 0, duration_ns=100 * MS),
