@@ -274,7 +274,7 @@ class TracePlan:
     def anchors_in_structure(self) -> bool:
         """Whether every anchor of the anchored rules is a span some relation aggregate
         looks for: then it lies in the traces the structure walks read, and one scan of
-        those traces serves both (see run._structure_frame)."""
+        those traces serves both (see `structure_frame`)."""
         wheres = [set(_conjuncts(a.where)) for a in self.structural if a.where is not None]
         if not wheres or len(wheres) < len(self.structural):
             return False
