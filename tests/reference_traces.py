@@ -71,17 +71,21 @@ class Slow:
 
 @dataclass(frozen=True)
 class Not:
+    """`not (...)` of a span predicate, a trace term or a named-span condition."""
+
     operand: Any
 
     def text(self) -> str:
         return f"not ({self.operand.text()})"
 
-    def holds(self, s: Span) -> bool:
-        return not self.operand.holds(s)
+    def holds(self, *args: Any) -> bool:
+        return not self.operand.holds(*args)
 
 
 @dataclass(frozen=True)
 class Both:
+    """`(...) and (...)` / `(...) or (...)`, at any of the three levels."""
+
     op: str  # "and" | "or"
     left: Any
     right: Any
@@ -89,10 +93,10 @@ class Both:
     def text(self) -> str:
         return f"({self.left.text()}) {self.op} ({self.right.text()})"
 
-    def holds(self, s: Span) -> bool:
+    def holds(self, *args: Any) -> bool:
         if self.op == "and":
-            return bool(self.left.holds(s) and self.right.holds(s))
-        return bool(self.left.holds(s) or self.right.holds(s))
+            return bool(self.left.holds(*args) and self.right.holds(*args))
+        return bool(self.left.holds(*args) or self.right.holds(*args))
 
 
 # --- the structure ---------------------------------------------------------------------
@@ -267,32 +271,6 @@ class SpanCount:
         return bool(OPS[self.op](len(t.records), self.n))
 
 
-@dataclass(frozen=True)
-class TNot:
-    operand: Any
-
-    def text(self) -> str:
-        return f"not ({self.operand.text()})"
-
-    def holds(self, t: Trace, x: Span | None) -> bool:
-        return not self.operand.holds(t, x)
-
-
-@dataclass(frozen=True)
-class TBoth:
-    op: str
-    left: Any
-    right: Any
-
-    def text(self) -> str:
-        return f"({self.left.text()}) {self.op} ({self.right.text()})"
-
-    def holds(self, t: Trace, x: Span | None) -> bool:
-        if self.op == "and":
-            return bool(self.left.holds(t, x) and self.right.holds(t, x))
-        return bool(self.left.holds(t, x) or self.right.holds(t, x))
-
-
 # --- rules -----------------------------------------------------------------------------
 
 
@@ -441,32 +419,6 @@ class Longer:
     def holds(self, t: Trace, bound: dict[str, Span]) -> bool:
         x, y = bound[self.x], bound[self.y]
         return bool(x["start"] < y["start"] if self.earlier else x["ms"] > y["ms"])
-
-
-@dataclass(frozen=True)
-class PNot:
-    operand: Any
-
-    def text(self) -> str:
-        return f"not ({self.operand.text()})"
-
-    def holds(self, t: Trace, bound: dict[str, Span]) -> bool:
-        return not self.operand.holds(t, bound)
-
-
-@dataclass(frozen=True)
-class PBoth:
-    op: str
-    left: Any
-    right: Any
-
-    def text(self) -> str:
-        return f"({self.left.text()}) {self.op} ({self.right.text()})"
-
-    def holds(self, t: Trace, bound: dict[str, Span]) -> bool:
-        if self.op == "and":
-            return bool(self.left.holds(t, bound) and self.right.holds(t, bound))
-        return bool(self.left.holds(t, bound) or self.right.holds(t, bound))
 
 
 @dataclass(frozen=True)

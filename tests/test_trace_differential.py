@@ -36,18 +36,14 @@ from reference_traces import (
     Name,
     Not,
     Pattern,
-    PBoth,
-    PNot,
     Related,
     Relation,
     Sequence,
     Slow,
     Span,
     SpanCount,
-    TBoth,
     ThisCount,
     ThisOrder,
-    TNot,
     WholeTrace,
 )
 
@@ -165,8 +161,8 @@ def terms(scopes: list[str], related: list[str]) -> st.SearchStrategy[Any]:
     return st.recursive(
         st.one_of(leaves),
         lambda inner: st.one_of(
-            inner.map(TNot),
-            st.tuples(st.sampled_from(["and", "or"]), inner, inner).map(lambda t: TBoth(*t)),
+            inner.map(Not),
+            st.tuples(st.sampled_from(["and", "or"]), inner, inner).map(lambda t: Both(*t)),
         ),
         max_leaves=2,
     )
@@ -184,9 +180,20 @@ anchored_rules = st.builds(
 whole_trace_rules = st.builds(WholeTrace, terms(["trace"], ["root"]))
 
 
-def fluo_signals(rule_text: str, records: list[Span]) -> pl.DataFrame:
-    rules = fluo.load_rules(f"rules:\n  r:\n    when: '{rule_text}'\n")
-    return rules.evaluate(frame(records))
+def fluo_signals(rules_yaml: str, records: list[Span]) -> pl.DataFrame:
+    return fluo.load_rules(rules_yaml).evaluate(frame(records))
+
+
+def one_rule(condition: str) -> str:
+    return f"rules:\n  r:\n    when: '{condition}'\n"
+
+
+def anchors(rules_yaml: str, records: list[Span]) -> list[tuple[int, int]]:
+    """(trace, span) of each of fluo's signals, sorted."""
+    out = fluo_signals(rules_yaml, records)
+    return sorted(
+        (int(t, 16), int(s, 16)) for t, s in zip(out["trace_id"], out["span_id"], strict=True)
+    )
 
 
 SETTINGS = settings(
@@ -199,17 +206,13 @@ SETTINGS = settings(
 @SETTINGS
 @given(span_tables(), anchored_rules)
 def test_anchored_trace_rules_agree_with_the_reference(records: list[Span], rule: Anchored) -> None:
-    out = fluo_signals(rule.text(), records)
-    got = sorted(
-        (int(t, 16), int(s, 16)) for t, s in zip(out["trace_id"], out["span_id"], strict=True)
-    )
-    assert got == rule.signals(records), rule.text()
+    assert anchors(one_rule(rule.text()), records) == rule.signals(records), rule.text()
 
 
 @SETTINGS
 @given(span_tables(), whole_trace_rules)
 def test_whole_trace_rules_agree_with_the_reference(records: list[Span], rule: WholeTrace) -> None:
-    out = fluo_signals(rule.text(), records)
+    out = fluo_signals(one_rule(rule.text()), records)
     assert sorted(int(t, 16) for t in out["trace_id"]) == rule.signals(records), rule.text()
 
 
@@ -258,11 +261,7 @@ def sequences(draw: st.DrawFn) -> Sequence:
 @SETTINGS
 @given(timed_tables(), sequences())
 def test_sequences_agree_with_the_reference(records: list[Span], rule: Sequence) -> None:
-    out = fluo.load_rules(rule.yaml()).evaluate(frame(records))
-    got = sorted(
-        (int(t, 16), int(s, 16)) for t, s in zip(out["trace_id"], out["span_id"], strict=True)
-    )
-    assert got == rule.signals(records), rule.yaml()
+    assert anchors(rule.yaml(), records) == rule.signals(records), rule.yaml()
 
 
 # --- named spans ------------------------------------------------------------------------
@@ -281,8 +280,8 @@ def relations(x: str, y: str) -> st.SearchStrategy[Any]:
     return st.recursive(
         leaves,
         lambda inner: st.one_of(
-            inner.map(PNot),
-            st.tuples(st.sampled_from(["and", "or"]), inner, inner).map(lambda t: PBoth(*t)),
+            inner.map(Not),
+            st.tuples(st.sampled_from(["and", "or"]), inner, inner).map(lambda t: Both(*t)),
         ),
         max_leaves=3,
     )
@@ -298,8 +297,4 @@ def patterns(draw: st.DrawFn) -> Pattern:
 @SETTINGS
 @given(span_tables(), patterns())
 def test_named_spans_agree_with_the_reference(records: list[Span], rule: Pattern) -> None:
-    out = fluo.load_rules(rule.yaml()).evaluate(frame(records))
-    got = sorted(
-        (int(t, 16), int(s, 16)) for t, s in zip(out["trace_id"], out["span_id"], strict=True)
-    )
-    assert got == rule.signals(records), rule.yaml()
+    assert anchors(rule.yaml(), records) == rule.signals(records), rule.yaml()
