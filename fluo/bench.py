@@ -550,18 +550,20 @@ def hints(rule: CheckedRule, plan: RunPlan, frame: pl.LazyFrame | None = None) -
             out += _match_hints(node)
         elif isinstance(node, ast.Aggregate) and node.scope in ("children", "descendants"):
             out.append(
-                f"{node.scope}.{node.func}(...) walks parent links level by level over the "
-                "traces it needs: no precomputed structure (depth or ancestor path) in the table"
+                f"{node.scope}.{node.func}(...) reads every span of the traces that have a "
+                "span its condition selects, resolves their parent links (one join) and walks "
+                "up from those spans: keep its condition selective"
             )
         elif isinstance(node, ast.Aggregate) and node.scope == "ancestors":
             out.append(
-                f"ancestors.{node.func}(...) walks parent links up from every candidate span: "
-                "no precomputed structure (ancestor path) in the table"
+                f"ancestors.{node.func}(...) reads every span of the traces that have a span "
+                "its condition selects and follows children down from those spans, one join "
+                "per level: keep its condition selective"
             )
         elif isinstance(node, ast.Call) and node.func in ("descendant_of", "ancestor_of"):
             out.append(
-                f"{node.func}(...) builds every candidate's ancestor list by walking parent "
-                "links: no precomputed structure (ancestor path) in the table"
+                f"{node.func}(...) builds every candidate's ancestor list from the parent "
+                "links of all spans (one join, then a gather per level)"
             )
         elif (
             isinstance(node, ast.Compare)

@@ -89,7 +89,7 @@ def test_columns_pushdown_and_hints(report: BenchReport) -> None:
     glob = report.rule("template_glob")
     assert glob.columns == ("span_attributes",)
     assert any('promote it to a typed "attr.template.name"' in h for h in glob.hints)
-    assert any("precomputed structure" in h for h in report.rule("retry_below").hints)
+    assert any("resolves their parent links" in h for h in report.rule("retry_below").hints)
     # The regex and glob rules have no cheap part, so nothing of the span rules is pushed.
     assert all(report.rule(n).pushed is None for n in ("slow_payment", "errors"))
     assert any("no span-rule condition is pushed" in n for n in report.notes)
