@@ -499,3 +499,37 @@ class ThisOrder:
             for s in t.records
         )
         return not found if self.missing else found
+
+
+# --- trace fields and arithmetic (docs/traces.md section 3) -------------------------------
+
+
+@dataclass(frozen=True)
+class RootShare:
+    """`span.duration > k * root.duration` (no root: false)."""
+
+    k: float
+
+    def text(self) -> str:
+        return f"span.duration > {self.k} * root.duration"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        assert x is not None
+        root = t.root()
+        return root is not None and x["ms"] > self.k * root["ms"]
+
+
+@dataclass(frozen=True)
+class TraceDuration:
+    """`trace.duration op n ms`: last end minus first start over every record."""
+
+    op: str
+    ms: int
+
+    def text(self) -> str:
+        return f"trace.duration {self.op} {self.ms}ms"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        first = min(r["start"] for r in t.records)
+        last = max(r["start"] + r["ms"] for r in t.records)
+        return bool(OPS[self.op](last - first, self.ms))

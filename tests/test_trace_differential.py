@@ -4,9 +4,10 @@ Hypothesis generates small span tables (several traces reusing the same span ids
 orphans, several roots, duplicate records of a span id) and rules over them:
 
 * anchored rules (`local and term`), with terms over the trace, children, descendants,
-  ancestors and siblings, parent and root fields, and aggregates reading `this.`;
+  ancestors and siblings, parent and root fields, `span.duration > k * root.duration`,
+  and aggregates reading `this.`;
 * whole-trace rules: has / missing / count, count against count, max / min / sum / avg
-  of durations, span counts, with and / or / not;
+  of durations, span counts, trace durations, with and / or / not;
 * sequences: steps, absent steps, until, within, start times that tie;
 * named spans related by child_of / descendant_of / sibling_of and by their fields.
 
@@ -38,12 +39,14 @@ from reference_traces import (
     Pattern,
     Related,
     Relation,
+    RootShare,
     Sequence,
     Slow,
     Span,
     SpanCount,
     ThisCount,
     ThisOrder,
+    TraceDuration,
     WholeTrace,
 )
 
@@ -156,6 +159,7 @@ def terms(scopes: list[str], related: list[str]) -> st.SearchStrategy[Any]:
         st.builds(All, valued, predicates, predicates),
         st.builds(Related, st.sampled_from(related), st.sampled_from(["a", "b"])),
         st.builds(SpanCount, st.sampled_from(OPS), st.integers(1, 6)),
+        st.builds(TraceDuration, st.sampled_from(OPS), st.sampled_from([5, 30, 90])),
         st.builds(CountVsCount, predicates, st.sampled_from(OPS), predicates, st.integers(0, 2)),
     ]
     return st.recursive(
@@ -169,9 +173,14 @@ def terms(scopes: list[str], related: list[str]) -> st.SearchStrategy[Any]:
 
 
 this_terms = st.one_of(
+    st.builds(RootShare, st.sampled_from([0.5, 1, 2])),
     st.builds(ThisCount, predicates, st.sampled_from(OPS), st.integers(0, 3)),
     st.builds(
-        ThisOrder, st.sampled_from(["<", "<=", ">", ">="]), predicates, st.booleans(), st.booleans()
+        ThisOrder,
+        st.sampled_from(["<", "<=", ">", ">="]),
+        predicates,
+        st.booleans(),
+        st.booleans(),
     ),
 )
 anchored_rules = st.builds(
