@@ -324,9 +324,12 @@ class Sequence:
     steps: tuple[Any, ...]
     until: Any = None
     within_ms: int | None = None
+    by_service: bool = False  # `by: span.service`: group by service across traces
 
     def yaml(self) -> str:
         lines = ["rules:", "  r:", "    sequence:"]
+        if self.by_service:
+            lines.append("      by: span.service")
         if self.within_ms is not None:
             lines.append(f"      within: {self.within_ms}ms")
         lines.append("      steps:")
@@ -343,8 +346,10 @@ class Sequence:
         """(trace, first step's span) of every match: for each span meeting the first
         step, the earliest span after it meeting the next step, and so on (greedy)."""
         out = []
-        for trace in _traces(spans):
-            records = trace.records
+        groups: dict[Any, list[Span]] = {}
+        for s in spans:
+            groups.setdefault(s.get("svc", "svc") if self.by_service else s["trace"], []).append(s)
+        for records in groups.values():
             present = [s for s in self.steps if not isinstance(s, tuple)]
             for first in records:
                 if not present[0].holds(first):

@@ -8,7 +8,8 @@ orphans, several roots, duplicate records of a span id) and rules over them:
   and aggregates reading `this.`;
 * whole-trace rules: has / missing / count, count against count, max / min / sum / avg
   of durations, span counts, trace durations, with and / or / not;
-* sequences: steps, absent steps, until, within, start times that tie;
+* sequences: steps, absent steps, until, within, start times that tie, grouped by trace
+  or by service across traces;
 * named spans related by child_of / descendant_of / sibling_of and by their fields.
 
 fluo and the plain reference must give the same signals: the (trace, span) of every
@@ -108,7 +109,7 @@ def frame(records: list[Span]) -> pl.DataFrame:
                 "parent_span_id": None if r["parent"] is None else f"{r['parent']:016x}",
                 "name": r["name"],
                 "kind": "SERVER",
-                "service_name": "svc",
+                "service_name": r.get("svc", "svc"),
                 "start_time": begin,
                 "end_time": begin + dt.timedelta(milliseconds=r["ms"]),
                 "duration_ns": r["ms"] * MS,
@@ -243,6 +244,7 @@ def timed_tables(draw: st.DrawFn) -> list[Span]:
                     "error": draw(st.booleans()),
                     "ms": 1,
                     "start": draw(st.integers(0, 5)),
+                    "svc": draw(st.sampled_from(["s1", "s2"])),
                 }
             )
     return draw(st.permutations(records))
@@ -264,7 +266,7 @@ def sequences(draw: st.DrawFn) -> Sequence:
         steps.append(step)
     until = draw(st.one_of(st.none(), step_predicates))
     within = draw(st.one_of(st.none(), st.integers(1, 4)))  # 0 is a check error
-    return Sequence(tuple(steps), until, within)
+    return Sequence(tuple(steps), until, within, draw(st.booleans()))
 
 
 @SETTINGS
