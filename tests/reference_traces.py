@@ -538,3 +538,50 @@ class TraceDuration:
         first = min(r["start"] for r in t.records)
         last = max(r["start"] + r["ms"] for r in t.records)
         return bool(OPS[self.op](last - first, self.ms))
+
+
+# --- FLUO's when / always / never (docs/traces.md section 6) -------------------------------
+
+
+@dataclass(frozen=True)
+class FluoTerm:
+    """A FLUO span term: the dotted span name, optionally `.where(status == ERROR)`."""
+
+    name: str
+    failed: bool = False
+
+    def text(self) -> str:
+        return self.name + (".where(status == ERROR)" if self.failed else "")
+
+    def matches(self, r: Span) -> bool:
+        return bool(r["name"] == self.name and (r["error"] or not self.failed))
+
+    def holds(self, t: Trace) -> bool:
+        return any(self.matches(r) for r in t.records)
+
+
+@dataclass(frozen=True)
+class FluoRule:
+    """`when { W } always { A } never { N }`: W and (not A or N); a `when` alone fires.
+    W starts with a span term, so the rule is anchored: one signal per span W names."""
+
+    when: FluoTerm
+    always: FluoTerm | None
+    never: FluoTerm | None
+
+    def yaml(self) -> str:
+        text = f"when {{ {self.when.text()} }}"
+        if self.always is not None:
+            text += f" always {{ {self.always.text()} }}"
+        if self.never is not None:
+            text += f" never {{ {self.never.text()} }}"
+        return f"rules:\n  r:\n    condition: '{text}'\n"
+
+    def signals(self, spans: list[Span]) -> list[tuple[int, int]]:
+        fired = []
+        for t in _traces(spans):
+            broken = self.always is not None and not self.always.holds(t)
+            forbidden = self.never is not None and self.never.holds(t)
+            if broken or forbidden or (self.always is None and self.never is None):
+                fired += [(r["trace"], r["sid"]) for r in t.records if self.when.matches(r)]
+        return sorted(fired)

@@ -10,7 +10,8 @@ orphans, several roots, duplicate records of a span id) and rules over them:
   of durations, span counts, trace durations, with and / or / not;
 * sequences: steps, absent steps, until, within, start times that tie, grouped by trace
   or by service across traces;
-* named spans related by child_of / descendant_of / sibling_of and by their fields.
+* named spans related by child_of / descendant_of / sibling_of and by their fields;
+* FLUO's `when { } always { } never { }` over dotted span names and `.where(...)`.
 
 fluo and the plain reference must give the same signals: the (trace, span) of every
 anchored, sequence and named-span signal, and the traces of every whole-trace one.
@@ -33,6 +34,8 @@ from reference_traces import (
     CountVsCount,
     Duration,
     Error,
+    FluoRule,
+    FluoTerm,
     Has,
     Longer,
     Name,
@@ -309,3 +312,20 @@ def patterns(draw: st.DrawFn) -> Pattern:
 @given(span_tables(), patterns())
 def test_named_spans_agree_with_the_reference(records: list[Span], rule: Pattern) -> None:
     assert anchors(rule.yaml(), records) == rule.signals(records), rule.yaml()
+
+
+# --- FLUO's syntax ----------------------------------------------------------------------
+
+fluo_terms = st.builds(FluoTerm, st.sampled_from(["op.a", "op.b", "op.c"]), st.booleans())
+fluo_rules = st.builds(
+    FluoRule, fluo_terms, st.one_of(st.none(), fluo_terms), st.one_of(st.none(), fluo_terms)
+)
+
+
+@SETTINGS
+@given(span_tables(), fluo_rules)
+def test_fluo_when_always_never_agrees_with_the_reference(
+    records: list[Span], rule: FluoRule
+) -> None:
+    dotted = [{**r, "name": f"op.{r['name']}"} for r in records]
+    assert anchors(rule.yaml(), dotted) == rule.signals(dotted), rule.yaml()
