@@ -304,7 +304,8 @@ class TracePlan:
             lambda a, b: a | b, (lower_condition(w, ctx) for w in wheres if w)
         )
         traces = spans.filter(wanted).select(self.key).unique()
-        return spans.join(traces, on=self.key, how="semi").select(columns)
+        # Input order kept: duplicate records link to the first in the input.
+        return spans.join(traces, on=self.key, how="semi", maintain_order="left").select(columns)
 
     def anchor_columns(self) -> list[str]:
         needed: set[str] = {self.key, "trace_id", "span_id"}
