@@ -412,8 +412,11 @@ class TracePlan:
                 table, left_on=[self.key, own], right_on=[self.key, "__related_to"], how="left"
             )
             if agg.scope == "siblings":
-                assert agg.where is not None
-                me = lower_condition(agg.where, Context(self.schema)).cast(pl.Int64)
+                me = (  # the span itself is in its parent's group: take it out
+                    lower_condition(agg.where, Context(self.schema)).cast(pl.Int64)
+                    if agg.where is not None
+                    else pl.lit(1, pl.Int64)
+                )
                 others = pl.col(self.terms[agg]).fill_null(0) - me
                 root = pl.col("parent_span_id").is_null()  # a root has no siblings
                 out = out.with_columns(

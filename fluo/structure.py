@@ -107,11 +107,11 @@ def relation_table(
     key, name = plan.key, plan.terms[agg]
     ctx = Context(plan.schema)
     if agg.scope == "siblings":
-        assert agg.where is not None
+        counted = lower_condition(agg.where, ctx).sum() if agg.where is not None else pl.len()
         return (
             spans.filter(pl.col("parent_span_id").is_not_null())
             .group_by(key, "parent_span_id")
-            .agg(lower_condition(agg.where, ctx).sum().cast(pl.Int64).alias(name))
+            .agg(counted.cast(pl.Int64).alias(name))
             .rename({"parent_span_id": "__related_to"})
         )
     if agg.func == "all":

@@ -175,10 +175,12 @@ class Count:
     n: int
 
     def text(self) -> str:
-        return f"{_prefix(self.scope)}count({self.where.text()}) {self.op} {self.n}"
+        where = "" if self.where is None else self.where.text()
+        return f"{_prefix(self.scope)}count({where}) {self.op} {self.n}"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        count = sum(1 for s in t.scope(self.scope, x) if self.where.holds(s))
+        spans = t.scope(self.scope, x)
+        count = sum(1 for s in spans if self.where is None or self.where.holds(s))
         return bool(OPS[self.op](count, self.n))
 
 

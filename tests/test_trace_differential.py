@@ -151,7 +151,9 @@ def terms(scopes: list[str], related: list[str]) -> st.SearchStrategy[Any]:
     valued = st.sampled_from([s for s in scopes if s != "siblings"])
     leaves = [
         st.builds(Has, scope, predicates, st.booleans()),
-        st.builds(Count, scope, predicates, st.sampled_from(OPS), st.integers(0, 3)),
+        st.builds(
+            Count, scope, st.one_of(st.none(), predicates), st.sampled_from(OPS), st.integers(0, 3)
+        ),
         st.builds(
             Duration,
             st.sampled_from(["max", "min", "sum", "avg"]),

@@ -294,6 +294,7 @@ def test_siblings_and_ancestors() -> None:
     assert fire('ancestors.count(span.name != "zz") == 2', *rows) == [(1, 4)]
     assert fire('descendants.count(span.name != "zz") == 3', *rows) == [(1, 1)]
     assert fire("children.count() == 2", *rows) == [(1, 1)]
+    assert fire('siblings.count() == 1 and span.name != "c"', *rows) == [(1, 2), (1, 3)]
     # A root has no siblings (not minus one of them: the root itself is not counted).
     assert fire('span.name == "root" and siblings.count(span.name == "root") == 0', *rows) == [
         (1, 1)
