@@ -195,13 +195,12 @@ class Duration:
     ms: int
 
     def text(self) -> str:
-        return (
-            f"{_prefix(self.scope)}{self.func}(span.duration where {self.where.text()}) "
-            f"{self.op} {self.ms}ms"
-        )
+        where = "" if self.where is None else f" where {self.where.text()}"
+        return f"{_prefix(self.scope)}{self.func}(span.duration{where}) {self.op} {self.ms}ms"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        values = [s["ms"] for s in t.scope(self.scope, x) if self.where.holds(s)]
+        spans = t.scope(self.scope, x)
+        values = [s["ms"] for s in spans if self.where is None or self.where.holds(s)]
         result: float | None
         if self.func == "sum":
             result = sum(values)
@@ -221,10 +220,12 @@ class All:
     where: Any
 
     def text(self) -> str:
-        return f"{_prefix(self.scope)}all({self.what.text()} where {self.where.text()})"
+        where = "" if self.where is None else f" where {self.where.text()}"
+        return f"{_prefix(self.scope)}all({self.what.text()}{where})"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        return all(self.what.holds(s) for s in t.scope(self.scope, x) if self.where.holds(s))
+        spans = t.scope(self.scope, x)
+        return all(self.what.holds(s) for s in spans if self.where is None or self.where.holds(s))
 
 
 @dataclass(frozen=True)
