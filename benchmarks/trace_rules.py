@@ -439,7 +439,7 @@ def diagnose(path: str) -> dict:
     out["ancestor.anchors_in_structure"] = aplan.anchors_in_structure
     table = step(
         "ancestor.structure: scan of the traces that have an error span",
-        lambda: collect(aplan.structure_frame(lf)),
+        lambda: collect(aplan.structure_frame(lf, collect(aplan.structure_traces(lf)).to_series())),
     )
     anchors = None
     if isinstance(table, pl.DataFrame):

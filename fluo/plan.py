@@ -59,12 +59,17 @@ class RunPlan:
             if t.whole_trace or t.per_trace:
                 lines.append("per-trace table plan:\n" + t.trace_table(spans).explain())
             if t.structural:
+                wanted = t.structure_traces(spans)
                 lines.append(
                     "structure: parent links resolved once to row numbers (one join), "
                     "walks are gathers"
                     + ("; the anchors are read with it" if t.anchors_in_structure else "")
-                    + "; the spans it reads:\n"
-                    + t.structure_frame(spans).explain()
+                    + (
+                        "; it reads every span"
+                        if wanted is None
+                        else "; it reads the spans of the traces this plan finds (their "
+                        "keys tested in the scan):\n" + wanted.explain()
+                    )
                 )
             parts.append("\n".join(lines))
         if self.window is not None:

@@ -300,7 +300,9 @@ def _trace_jobs(trace: TracePlan, frame: pl.LazyFrame) -> dict[str, pl.LazyFrame
     for i, agg in enumerate(trace.correlated):
         jobs[f"correlated{i}"] = trace.correlated_table(frame, agg)
     if trace.structural:
-        jobs["structure"] = trace.structure_frame(frame)
+        wanted = trace.structure_traces(frame)  # a first, two-column pass
+        keys = None if wanted is None else wanted.collect(engine="streaming").to_series()
+        jobs["structure"] = trace.structure_frame(frame, keys)
     for i, seq in enumerate(trace.sequences):
         jobs[f"sequence{i}"] = trace.sequence_table(frame, seq)
     for i, rule in enumerate(trace.sequence_rules):
