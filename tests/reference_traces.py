@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Span = dict[str, Any]
+QUANTILES = {"p50": 0.5, "p90": 0.9}
 
 OPS = {
     ">": operator.gt,
@@ -186,7 +187,8 @@ class Count:
 
 @dataclass(frozen=True)
 class Duration:
-    """`max` / `min` / `sum` / `avg` of span.duration where P, compared with n ms."""
+    """`max` / `min` / `sum` / `avg` / `p50` / `p90` of span.duration where P, compared
+    with n ms."""
 
     func: str
     scope: str
@@ -208,9 +210,34 @@ class Duration:
             result = None
         elif self.func == "avg":
             result = sum(values) / len(values)
+        elif self.func in QUANTILES:  # linear between the closest ranks
+            ordered = sorted(values)
+            position = (len(ordered) - 1) * QUANTILES[self.func]
+            low = int(position)
+            high = min(low + 1, len(ordered) - 1)
+            result = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
         else:
             result = max(values) if self.func == "max" else min(values)
         return result is not None and bool(OPS[self.op](result, self.ms))
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """`distinct(span.name where P) op n`: how many different names."""
+
+    scope: str
+    where: Any
+    op: str
+    n: int
+
+    def text(self) -> str:
+        where = "" if self.where is None else f" where {self.where.text()}"
+        return f"{_prefix(self.scope)}distinct(span.name{where}) {self.op} {self.n}"
+
+    def holds(self, t: Trace, x: Span | None) -> bool:
+        spans = t.scope(self.scope, x)
+        names = {s["name"] for s in spans if self.where is None or self.where.holds(s)}
+        return bool(OPS[self.op](len(names), self.n))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ orphans, several roots, duplicate records of a span id) and rules over them:
 * anchored rules (`local and term`), with terms over the trace, children, descendants,
   ancestors and siblings, parent and root fields, `span.duration > k * root.duration`,
   and aggregates reading `this.`;
-* whole-trace rules: has / missing / count, count against count, max / min / sum / avg
-  of durations, span counts, trace durations, with and / or / not;
+* whole-trace rules: has / missing / count, count against count, max / min / sum / avg /
+  p50 / p90 of durations, distinct names, span counts, trace durations, with and / or /
+  not (the valued aggregates also over children, descendants and ancestors);
 * sequences: steps, absent steps, until, within, start times that tie, grouped by trace
   or by service across traces;
 * named spans related by child_of / descendant_of / sibling_of and by their fields;
@@ -32,6 +33,7 @@ from reference_traces import (
     Both,
     Count,
     CountVsCount,
+    Distinct,
     Duration,
     Error,
     FluoRule,
@@ -156,13 +158,20 @@ def terms(scopes: list[str], related: list[str]) -> st.SearchStrategy[Any]:
         ),
         st.builds(
             Duration,
-            st.sampled_from(["max", "min", "sum", "avg"]),
+            st.sampled_from(["max", "min", "sum", "avg", "p50", "p90"]),
             valued,
             st.one_of(st.none(), predicates),
             st.sampled_from(OPS),
             st.sampled_from([10, 40, 50, 100]),
         ),
         st.builds(All, valued, predicates, st.one_of(st.none(), predicates)),
+        st.builds(
+            Distinct,
+            valued,
+            st.one_of(st.none(), predicates),
+            st.sampled_from(OPS),
+            st.integers(0, 3),
+        ),
         st.builds(Related, st.sampled_from(related), st.sampled_from(["a", "b"])),
         st.builds(SpanCount, st.sampled_from(OPS), st.integers(1, 6)),
         st.builds(TraceDuration, st.sampled_from(OPS), st.sampled_from([5, 30, 90])),
