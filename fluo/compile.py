@@ -57,7 +57,10 @@ def sort_signals(signals: pl.DataFrame) -> pl.DataFrame:
     """`signals` in SIGNAL_ORDER, stable (equal keys keep their order).
 
     Sorting by the time alone is several times cheaper than by four keys, three of them
-    text, and few signals share a time: only those are sorted by all the keys."""
+    text, and few signals share a time: only those are sorted by all the keys. The frame
+    is made contiguous first: gathering rows from the many chunks of concatenated rule
+    outputs took 10x longer (0.17 s against 0.02 s for 440k signals)."""
+    signals = signals.rechunk()
     order = (
         signals.select("time")
         .with_row_index("__i")
@@ -69,8 +72,7 @@ def sort_signals(signals: pl.DataFrame) -> pl.DataFrame:
         at = tied.arg_true()
         rows = order.gather(at)
         within = (
-            signals[rows]
-            .select(SIGNAL_ORDER)
+            signals.select(SIGNAL_ORDER)[rows]
             .with_row_index("__i")
             .sort(list(SIGNAL_ORDER), nulls_last=True, maintain_order=True)
             .get_column("__i")
