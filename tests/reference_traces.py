@@ -153,6 +153,16 @@ def _prefix(scope: str) -> str:
     return "" if scope == "trace" else f"{scope}."
 
 
+def _where(where: Any) -> str:
+    """` where P` inside an aggregate, or nothing."""
+    return "" if where is None else f" where {where.text()}"
+
+
+def _selected(t: Trace, scope: str, x: Span | None, where: Any) -> list[Span]:
+    """The records of `scope` (relative to x) that meet `where` (None: all)."""
+    return [s for s in t.scope(scope, x) if where is None or where.holds(s)]
+
+
 @dataclass(frozen=True)
 class Has:
     scope: str
@@ -164,7 +174,7 @@ class Has:
         return f"{_prefix(self.scope)}{func}({self.where.text()})"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        found = any(self.where.holds(s) for s in t.scope(self.scope, x))
+        found = bool(_selected(t, self.scope, x, self.where))
         return not found if self.missing else found
 
 
@@ -180,8 +190,7 @@ class Count:
         return f"{_prefix(self.scope)}count({where}) {self.op} {self.n}"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        spans = t.scope(self.scope, x)
-        count = sum(1 for s in spans if self.where is None or self.where.holds(s))
+        count = len(_selected(t, self.scope, x, self.where))
         return bool(OPS[self.op](count, self.n))
 
 
@@ -197,12 +206,11 @@ class Duration:
     ms: int
 
     def text(self) -> str:
-        where = "" if self.where is None else f" where {self.where.text()}"
-        return f"{_prefix(self.scope)}{self.func}(span.duration{where}) {self.op} {self.ms}ms"
+        aggregate = f"{self.func}(span.duration{_where(self.where)})"
+        return f"{_prefix(self.scope)}{aggregate} {self.op} {self.ms}ms"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        spans = t.scope(self.scope, x)
-        values = [s["ms"] for s in spans if self.where is None or self.where.holds(s)]
+        values = [s["ms"] for s in _selected(t, self.scope, x, self.where)]
         result: float | None
         if self.func == "sum":
             result = sum(values)
@@ -231,12 +239,10 @@ class Distinct:
     n: int
 
     def text(self) -> str:
-        where = "" if self.where is None else f" where {self.where.text()}"
-        return f"{_prefix(self.scope)}distinct(span.name{where}) {self.op} {self.n}"
+        return f"{_prefix(self.scope)}distinct(span.name{_where(self.where)}) {self.op} {self.n}"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        spans = t.scope(self.scope, x)
-        names = {s["name"] for s in spans if self.where is None or self.where.holds(s)}
+        names = {s["name"] for s in _selected(t, self.scope, x, self.where)}
         return bool(OPS[self.op](len(names), self.n))
 
 
@@ -247,12 +253,10 @@ class All:
     where: Any
 
     def text(self) -> str:
-        where = "" if self.where is None else f" where {self.where.text()}"
-        return f"{_prefix(self.scope)}all({self.what.text()}{where})"
+        return f"{_prefix(self.scope)}all({self.what.text()}{_where(self.where)})"
 
     def holds(self, t: Trace, x: Span | None) -> bool:
-        spans = t.scope(self.scope, x)
-        return all(self.what.holds(s) for s in spans if self.where is None or self.where.holds(s))
+        return all(self.what.holds(s) for s in _selected(t, self.scope, x, self.where))
 
 
 @dataclass(frozen=True)
