@@ -308,7 +308,7 @@ def base_specs() -> list[RuleSpec]:
         specs.append(RuleSpec(name, "span", "", span_polars[name], sql, SPAN_PYTHON[name]))
     atoms = trace_rules.polars_atoms()
     atom_pairs = tuple((atoms[k], trace_rules.SQL_ATOMS[k]) for k in trace_rules.SQL_ATOMS)
-    trace_polars = _base_trace_polars(atoms)
+    trace_polars = trace_rules.polars_rules(atoms)
     for name, sql in trace_rules.SQL_RULES.items():
         specs.append(
             RuleSpec(name, "trace", "", trace_polars[name], sql, TRACE_PYTHON[name], atom_pairs)
@@ -319,27 +319,6 @@ def base_specs() -> list[RuleSpec]:
 
 
 BASE_FILES = ("span_rules.yaml", "trace_rules.yaml")
-
-
-def _base_trace_polars(a: dict[str, Any]) -> dict[str, pl.Expr]:
-    def has(atom: str) -> pl.Expr:
-        return a[atom].fill_null(False).any()
-
-    def count(atom: str) -> pl.Expr:
-        return a[atom].fill_null(False).sum()
-
-    return {
-        "checkout_without_payment": has("checkout") & ~has("payment"),
-        "charge_without_auth": has("charge") & ~has("auth"),
-        "cart_without_cache": has("cart") & ~has("cache"),
-        "error_burst": count("error") > 2,
-        "frontend_fanout": count("frontend") > 3,
-        "publish_consume_mismatch": count("publish") != count("consume"),
-        "slow_without_error": has("slow") & ~has("error"),
-        "n_plus_one_queries": count("db") > 5,
-        "payment_error_without_charge": has("payment_error") & ~has("charge"),
-        "repeated_server_5xx": count("server_5xx") > 1,
-    }
 
 
 # --- generated rule sets ------------------------------------------------------------------

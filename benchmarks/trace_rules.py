@@ -210,19 +210,16 @@ def polars_atoms() -> dict[str, object]:
     }
 
 
-def polars_query(path: str):  # -> pl.LazyFrame
-    """Prefilter on the union of the atoms, one group_by(trace_key), unpivot the hits."""
-    import polars as pl
+def polars_rules(a: dict) -> dict:  # (atoms) -> {rule: pl.Expr per trace}
+    """The ten rules as aggregations over the atoms (`polars_atoms`), inside group_by(trace)."""
 
-    a = polars_atoms()
-
-    def has(atom: str) -> pl.Expr:
+    def has(atom: str):  # -> pl.Expr
         return a[atom].fill_null(False).any()
 
-    def count(atom: str) -> pl.Expr:
+    def count(atom: str):  # -> pl.Expr
         return a[atom].fill_null(False).sum()
 
-    rules = {
+    return {
         "checkout_without_payment": has("checkout") & ~has("payment"),
         "charge_without_auth": has("charge") & ~has("auth"),
         "cart_without_cache": has("cart") & ~has("cache"),
@@ -234,6 +231,14 @@ def polars_query(path: str):  # -> pl.LazyFrame
         "payment_error_without_charge": has("payment_error") & ~has("charge"),
         "repeated_server_5xx": count("server_5xx") > 1,
     }
+
+
+def polars_query(path: str):  # -> pl.LazyFrame
+    """Prefilter on the union of the atoms, one group_by(trace_key), unpivot the hits."""
+    import polars as pl
+
+    a = polars_atoms()
+    rules = polars_rules(a)
     union = pl.any_horizontal(e.fill_null(False) for e in a.values())
     return (
         pl.scan_parquet(path)
