@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -140,18 +140,7 @@ def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
     if isinstance(rule.predicate, ast.Pattern):
         checker.variables = rule.predicate.names  # the message may name the spans
     if rule.message is not None:
-        parts: list[str | Expr] = []
-        for part in rule.message.parts:
-            if isinstance(part, str):
-                parts.append(part)
-                continue
-            resolved, kind = checker.resolve(part)
-            if kind == Type.DURATION:
-                # Durations print in milliseconds: "{span.duration}" -> "412.5ms".
-                parts += [ast.InUnit(resolved, 1_000_000, pos=part.pos), "ms"]
-            else:
-                parts.append(resolved)
-        message = ast.Template(tuple(parts), pos=rule.message.pos)
+        message = _check_message(rule.message, checker.resolve)
     if not isinstance(predicate, ast.Sequence) and any(
         isinstance(n, ast.Sequence) and n.by is not None for n in ast.walk(predicate)
     ):
@@ -161,12 +150,33 @@ def check_rule(rule: ast.Rule, schema: SpanSchema) -> CheckedRule:
         )
     if checker.errors:
         raise RuleError(checker.errors)
-    nodes = ast.walk(predicate)
-    if message is not None:
-        for part in message.parts:
-            if not isinstance(part, str):
-                nodes += ast.walk(part)
+    nodes = ast.walk(predicate) + _message_nodes(message)
     return CheckedRule(rule, predicate, message, referenced_columns(nodes), tuple(checker.notes))
+
+
+def _check_message(
+    template: ast.Template, resolve: Callable[[Expr], tuple[Expr, Type | None]]
+) -> ast.Template:
+    """A message template with each `{...}` part resolved by `resolve`; durations print in
+    milliseconds: "{span.duration}" -> "412.5ms"."""
+    parts: list[str | Expr] = []
+    for part in template.parts:
+        if isinstance(part, str):
+            parts.append(part)
+            continue
+        resolved, kind = resolve(part)
+        if kind == Type.DURATION:
+            parts += [ast.InUnit(resolved, 1_000_000, pos=part.pos), "ms"]
+        else:
+            parts.append(resolved)
+    return ast.Template(tuple(parts), pos=template.pos)
+
+
+def _message_nodes(message: ast.Template | None) -> list[Expr]:
+    """Every node of a message's `{...}` parts (for the columns the rule reads)."""
+    if message is None:
+        return []
+    return [n for part in message.parts if not isinstance(part, str) for n in ast.walk(part)]
 
 
 def check_window_rule(rule: ast.Rule, window: ast.Window, schema: SpanSchema) -> CheckedRule:
@@ -211,26 +221,19 @@ def check_window_rule(rule: ast.Rule, window: ast.Window, schema: SpanSchema) ->
         )
     message = None
     if rule.message is not None:
-        parts: list[str | Expr] = []
-        for part in rule.message.parts:
-            if isinstance(part, str):
-                parts.append(part)
-                continue
+
+        def resolve(part: Expr) -> tuple[Expr, Type | None]:
             resolved, kind = checker.resolve(checker.bind_baselines(part, allow_bare=False))
             checker.outside_aggregates(resolved)
-            if kind == Type.DURATION:
-                parts += [ast.InUnit(resolved, 1_000_000, pos=part.pos), "ms"]
-            else:
-                parts.append(resolved)
-        message = ast.Template(tuple(parts), pos=rule.message.pos)
+            return resolved, kind
+
+        message = _check_message(rule.message, resolve)
     if checker.errors:
         raise RuleError(checker.errors)
     nodes = ast.walk(predicate) + [n for k in keys for n in ast.walk(k)]
     if where is not None:
         nodes += ast.walk(where)
-    for part in message.parts if message else ():
-        if not isinstance(part, str):
-            nodes += ast.walk(part)
+    nodes += _message_nodes(message)
     columns = referenced_columns(nodes) | {"start_time"}
     checked = CheckedWindow(window, tuple(keys), where)
     return CheckedRule(rule, predicate, message, columns, tuple(checker.notes), checked)
